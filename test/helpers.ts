@@ -1,0 +1,39 @@
+// Shared test helpers: every test gets a timeout so a hang fails instead of blocking CI.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const DEFAULT_TEST_TIMEOUT_MS = 30_000;
+
+/** Wraps a uvu test body so it fails with "timeout after N ms" instead of hanging. */
+export function withTimeout<C>(ms: number, fn: (ctx: C) => unknown | Promise<unknown>): (ctx: C) => Promise<unknown> {
+  return async (ctx: C) => {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        Promise.resolve().then(() => fn(ctx)),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`timeout after ${ms} ms`)), ms);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+}
+
+/** Shorthand: the default timeout. */
+export const timed = <C>(fn: (ctx: C) => unknown | Promise<unknown>) => withTimeout(DEFAULT_TEST_TIMEOUT_MS, fn);
+
+export function tempDir(prefix = 'sheep-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** The shared/ folder beside the project root (../shared from the repo). */
+export function sharedDir(): string {
+  return new URL('../../../shared/', import.meta.url).pathname;
+}
