@@ -6,12 +6,12 @@ import { join } from 'node:path';
 export const DEFAULT_TEST_TIMEOUT_MS = 30_000;
 
 /** Wraps a uvu test body so it fails with "timeout after N ms" instead of hanging. */
-export function withTimeout<C>(ms: number, fn: (ctx: C) => unknown | Promise<unknown>): (ctx: C) => Promise<unknown> {
+export function withTimeout<C>(ms: number, fn: (ctx: C) => unknown | Promise<unknown>): (ctx: C) => Promise<void> {
   return async (ctx: C) => {
     let timer: NodeJS.Timeout | undefined;
     try {
-      return await Promise.race([
-        Promise.resolve().then(() => fn(ctx)),
+      await Promise.race([
+        Promise.resolve().then(() => fn(ctx)).then(() => undefined),
         new Promise((_, reject) => {
           timer = setTimeout(() => reject(new Error(`timeout after ${ms} ms`)), ms);
         }),
