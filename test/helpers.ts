@@ -37,3 +37,15 @@ export function removeDir(dir: string): void {
 export function sharedDir(): string {
   return new URL('../../../shared/', import.meta.url).pathname;
 }
+
+/** Asserts that a promise rejects with an error whose message matches. */
+export async function assertRejects(p: Promise<unknown>, pattern: RegExp): Promise<Error> {
+  try {
+    await p;
+  } catch (e) {
+    const msg = String((e as Error)?.message ?? e);
+    if (!pattern.test(msg)) throw new Error(`rejected with "${msg}", expected ${pattern}`);
+    return e as Error;
+  }
+  throw new Error(`expected a rejection matching ${pattern}, but it resolved`);
+}

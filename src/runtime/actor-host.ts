@@ -280,6 +280,8 @@ export class ActorHost {
       return;
     }
     if (cmd.type === 'reply') {
+      // A message that arrived as a plain tell has no ask id: there is nobody to answer.
+      if (typeof cmd.ask !== 'number') return;
       if (!router) throw new Error(`actor ${hosted.key} replied to ask ${String(cmd.ask)} but this host has no router`);
       router.reply(cmd.ask as number, cmd.value);
       return;

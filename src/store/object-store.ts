@@ -1,0 +1,290 @@
+// The node-local object store in Sheepdog's "plain" layout: DIR/obj/<oid as 16 hex digits>, sparse files
+// of the object's full size, stale copies in DIR/obj/.stale/<oid>.<epoch>. A new object is written to a
+// temporary file, synced and renamed into place, so a crash never leaves a torn object under its real name.
+// Overwrites are pwrite + fdatasync before the reply (unless the node runs with -n).
+import { constants as fsc, promises as fsp, close, fdatasync, fsync, open, read, write, ftruncate } from 'node:fs';
+import { join } from 'node:path';
+
+export class StoreError extends Error {
+  constructor(
+    readonly code: 'NO_OBJ' | 'EIO' | 'NO_SPACE' | 'INVALID',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'StoreError';
+  }
+}
+
+export function oidHex(oid: bigint): string {
+  return oid.toString(16).padStart(16, '0');
+}
+
+const p = {
+  open: (path: string, flags: number, mode = 0o644) =>
+    new Promise<number>((res, rej) => open(path, flags, mode, (e, fd) => (e ? rej(e) : res(fd)))),
+  close: (fd: number) => new Promise<void>((res, rej) => close(fd, (e) => (e ? rej(e) : res()))),
+  read: (fd: number, buf: Uint8Array, off: number, len: number, pos: number) =>
+    new Promise<number>((res, rej) => read(fd, buf, off, len, pos, (e, n) => (e ? rej(e) : res(n)))),
+  write: (fd: number, buf: Uint8Array, off: number, len: number, pos: number) =>
+    new Promise<number>((res, rej) => write(fd, buf, off, len, pos, (e, n) => (e ? rej(e) : res(n)))),
+  fdatasync: (fd: number) => new Promise<void>((res, rej) => fdatasync(fd, (e) => (e ? rej(e) : res()))),
+  fsync: (fd: number) => new Promise<void>((res, rej) => fsync(fd, (e) => (e ? rej(e) : res()))),
+  ftruncate: (fd: number, len: number) => new Promise<void>((res, rej) => ftruncate(fd, len, (e) => (e ? rej(e) : res()))),
+};
+
+function mapFsError(err: unknown, what: string): StoreError {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (code === 'ENOENT') return new StoreError('NO_OBJ', `${what}: no such object`);
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new StoreError('NO_SPACE', `${what}: no space left on device`);
+  return new StoreError('EIO', `${what}: ${(err as Error)?.message ?? String(err)}`);
+}
+
+/** Keeps recently used object files open: 4 KiB random I/O must not pay open+close each time. */
+class FdCache {
+  private readonly fds = new Map<string, { fd: number; users: number }>();
+  constructor(private readonly limit: number) {}
+
+  async acquire(path: string): Promise<number> {
+    const hit = this.fds.get(path);
+    if (hit) {
+      // refresh LRU position
+      this.fds.delete(path);
+      this.fds.set(path, hit);
+      hit.users++;
+      return hit.fd;
+    }
+    const fd = await p.open(path, fsc.O_RDWR);
+    const raced = this.fds.get(path);
+    if (raced) {
+      await p.close(fd);
+      raced.users++;
+      return raced.fd;
+    }
+    this.fds.set(path, { fd, users: 1 });
+    this.evict();
+    return fd;
+  }
+
+  release(path: string): void {
+    const e = this.fds.get(path);
+    if (e) e.users--;
+  }
+
+  /** Forget a path (removed or renamed over): closes the fd once idle. */
+  async drop(path: string): Promise<void> {
+    const e = this.fds.get(path);
+    if (!e) return;
+    this.fds.delete(path);
+    if (e.users <= 0) await p.close(e.fd).catch(() => undefined);
+    else setTimeout(() => void p.close(e.fd).catch(() => undefined), 1000).unref();
+  }
+
+  private evict(): void {
+    for (const [path, e] of this.fds) {
+      if (this.fds.size <= this.limit) break;
+      if (e.users > 0) continue;
+      this.fds.delete(path);
+      void p.close(e.fd).catch(() => undefined);
+    }
+  }
+
+  async closeAll(): Promise<void> {
+    const all = [...this.fds.values()];
+    this.fds.clear();
+    await Promise.all(all.map((e) => p.close(e.fd).catch(() => undefined)));
+  }
+}
+
+export interface ObjectStoreOptions {
+  /** Skip fdatasync (sheep -n). */
+  readonly noSync?: boolean;
+  readonly fdCacheSize?: number;
+}
+
+export class ObjectStore {
+  readonly objDir: string;
+  readonly staleDir: string;
+  private readonly fds: FdCache;
+  private tmpSeq = 0;
+  private dirFd: number | undefined;
+
+  constructor(
+    readonly baseDir: string,
+    private readonly opts: ObjectStoreOptions = {},
+  ) {
+    this.objDir = join(baseDir, 'obj');
+    this.staleDir = join(this.objDir, '.stale');
+    this.fds = new FdCache(opts.fdCacheSize ?? 512);
+  }
+
+  async init(): Promise<void> {
+    await fsp.mkdir(this.staleDir, { recursive: true });
+    // Clean temporaries left by a crash: they were never acknowledged.
+    for (const name of await fsp.readdir(this.objDir)) {
+      if (name.includes('.tmp')) await fsp.rm(join(this.objDir, name), { force: true });
+    }
+    this.dirFd = await p.open(this.objDir, fsc.O_RDONLY | fsc.O_DIRECTORY);
+  }
+
+  path(oid: bigint): string {
+    return join(this.objDir, oidHex(oid));
+  }
+
+  async exists(oid: bigint): Promise<boolean> {
+    try {
+      await fsp.access(this.path(oid));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Creates an object of `objectSize` bytes (sparse) holding `data` at `offset`. If it already exists it is
+   * replaced atomically. Durable before returning unless noSync.
+   */
+  async create(oid: bigint, objectSize: number, data: Uint8Array, offset: number): Promise<void> {
+    if (offset + data.length > objectSize) throw new StoreError('INVALID', `write of ${data.length} at ${offset} exceeds object size ${objectSize}`);
+    const final = this.path(oid);
+    const tmp = `${final}.tmp${this.tmpSeq++}`;
+    let fd: number | undefined;
+    try {
+      fd = await p.open(tmp, fsc.O_RDWR | fsc.O_CREAT | fsc.O_TRUNC);
+      await p.ftruncate(fd, objectSize);
+      await this.writeAll(fd, data, offset);
+      if (!this.opts.noSync) await p.fdatasync(fd);
+      await p.close(fd);
+      fd = undefined;
+      await this.fds.drop(final);
+      await fsp.rename(tmp, final);
+      if (!this.opts.noSync && this.dirFd !== undefined) await p.fsync(this.dirFd);
+    } catch (err) {
+      if (fd !== undefined) await p.close(fd).catch(() => undefined);
+      await fsp.rm(tmp, { force: true }).catch(() => undefined);
+      throw mapFsError(err, `create ${oidHex(oid)}`);
+    }
+  }
+
+  /** Overwrites part of an existing object. NO_OBJ if absent. */
+  async write(oid: bigint, data: Uint8Array, offset: number): Promise<void> {
+    const path = this.path(oid);
+    let fd: number;
+    try {
+      fd = await this.fds.acquire(path);
+    } catch (err) {
+      throw mapFsError(err, `write ${oidHex(oid)}`);
+    }
+    try {
+      await this.writeAll(fd, data, offset);
+      if (!this.opts.noSync) await p.fdatasync(fd);
+    } catch (err) {
+      throw mapFsError(err, `write ${oidHex(oid)}`);
+    } finally {
+      this.fds.release(path);
+    }
+  }
+
+  /** Reads `length` bytes at `offset` into `into` (or a new buffer). Bytes past the file's end read as zeros. */
+  async read(oid: bigint, offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    const path = this.path(oid);
+    const buf = into ?? Buffer.allocUnsafe(length);
+    let fd: number;
+    try {
+      fd = await this.fds.acquire(path);
+    } catch (err) {
+      throw mapFsError(err, `read ${oidHex(oid)}`);
+    }
+    try {
+      let done = 0;
+      while (done < length) {
+        const n = await p.read(fd, buf, done, length - done, offset + done);
+        if (n === 0) break;
+        done += n;
+      }
+      if (done < length) buf.fill(0, done, length);
+      return buf;
+    } catch (err) {
+      throw mapFsError(err, `read ${oidHex(oid)}`);
+    } finally {
+      this.fds.release(path);
+    }
+  }
+
+  async size(oid: bigint): Promise<number> {
+    try {
+      return (await fsp.stat(this.path(oid))).size;
+    } catch (err) {
+      throw mapFsError(err, `stat ${oidHex(oid)}`);
+    }
+  }
+
+  async remove(oid: bigint): Promise<void> {
+    const path = this.path(oid);
+    await this.fds.drop(path);
+    try {
+      await fsp.unlink(path);
+    } catch (err) {
+      throw mapFsError(err, `remove ${oidHex(oid)}`);
+    }
+  }
+
+  /** Moves a copy this node no longer owns aside, as Sheepdog does, instead of deleting it. */
+  async moveToStale(oid: bigint, epoch: number): Promise<void> {
+    const path = this.path(oid);
+    await this.fds.drop(path);
+    try {
+      await fsp.rename(path, join(this.staleDir, `${oidHex(oid)}.${epoch}`));
+    } catch (err) {
+      throw mapFsError(err, `stale ${oidHex(oid)}`);
+    }
+  }
+
+  /** Every object id stored here (not stale copies, not temporaries). */
+  async list(): Promise<bigint[]> {
+    const out: bigint[] = [];
+    for (const name of await fsp.readdir(this.objDir)) {
+      if (name.length === 16 && /^[0-9a-f]{16}$/.test(name)) out.push(BigInt(`0x${name}`));
+    }
+    return out;
+  }
+
+  /** Removes every object and stale copy (cluster format). */
+  async wipe(): Promise<void> {
+    await this.fds.closeAll();
+    for (const name of await fsp.readdir(this.objDir)) {
+      await fsp.rm(join(this.objDir, name), { recursive: true, force: true });
+    }
+    await fsp.mkdir(this.staleDir, { recursive: true });
+  }
+
+  /** Bytes used by object files (allocated blocks, so sparse objects count what they hold). */
+  async usedBytes(): Promise<bigint> {
+    let total = 0n;
+    for (const name of await fsp.readdir(this.objDir)) {
+      if (name.length !== 16) continue;
+      try {
+        const st = await fsp.stat(join(this.objDir, name));
+        total += BigInt(st.blocks) * 512n;
+      } catch {
+        /* raced with a removal */
+      }
+    }
+    return total;
+  }
+
+  async freeBytes(): Promise<bigint> {
+    const st = await fsp.statfs(this.objDir, { bigint: true });
+    return st.bavail * st.bsize;
+  }
+
+  async close(): Promise<void> {
+    await this.fds.closeAll();
+    if (this.dirFd !== undefined) await p.close(this.dirFd).catch(() => undefined);
+    this.dirFd = undefined;
+  }
+
+  private async writeAll(fd: number, data: Uint8Array, offset: number): Promise<void> {
+    let done = 0;
+    while (done < data.length) done += await p.write(fd, data, done, data.length - done, offset + done);
+  }
+}
