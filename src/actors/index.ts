@@ -1,0 +1,2 @@
+// Registers every production actor kind; shard workers and replay import this module.
+import './vdi/machine.js';

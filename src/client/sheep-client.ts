@@ -1,0 +1,156 @@
+// A Sheepdog wire-protocol client: one TCP connection, many requests in flight, answers matched by id.
+// Used by dog, the peer connections between sheep, the tests and the benchmarks.
+import { connect, type Socket } from 'node:net';
+import { SD_HEADER_SIZE } from '../proto/constants.js';
+import { decodeResponse, encodeRequest, type ReqInit, type RspHeader } from '../proto/header.js';
+
+export interface SheepResponse extends RspHeader {
+  readonly raw: Buffer;
+  readonly data: Buffer;
+}
+
+export class ConnectionError extends Error {
+  constructor(
+    readonly address: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ConnectionError';
+  }
+}
+
+/** Largest response body this client accepts (the inode is the largest object in practice). */
+const MAX_RESPONSE_BYTES = 2 ** 31;
+
+export class SheepClient {
+  private readonly pending = new Map<number, { resolve: (r: SheepResponse) => void; reject: (e: Error) => void; want: number }>();
+  private nextId = 1;
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  private header: (RspHeader & { raw: Buffer }) | null = null;
+  private closedError: Error | null = null;
+
+  private constructor(
+    private readonly socket: Socket,
+    readonly address: string,
+  ) {
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (err) => this.fail(new ConnectionError(address, `connection to ${address} failed: ${err.message}`)));
+    socket.on('close', () => this.fail(new ConnectionError(address, `connection to ${address} closed`)));
+  }
+
+  static connect(host: string, port: number, timeoutMs = 5000): Promise<SheepClient> {
+    const address = `${host}:${port}`;
+    return new Promise((resolve, reject) => {
+      const socket = connect({ host, port });
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new ConnectionError(address, `cannot connect to ${address}: timed out after ${timeoutMs} ms`));
+      }, timeoutMs);
+      socket.once('connect', () => {
+        clearTimeout(timer);
+        resolve(new SheepClient(socket, address));
+      });
+      socket.once('error', (err) => {
+        clearTimeout(timer);
+        reject(new ConnectionError(address, `cannot connect to ${address}: ${err.message}`));
+      });
+    });
+  }
+
+  get closed(): boolean {
+    return this.closedError !== null;
+  }
+
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  /**
+   * Sends one request. `data` is the payload (sets CMD_WRITE and data_length); for reads pass
+   * `dataLength` = the buffer size wanted back.
+   */
+  request(h: ReqInit, data?: Uint8Array): Promise<SheepResponse> {
+    if (this.closedError) return Promise.reject(this.closedError);
+    const id = h.id ?? this.nextId++;
+    if (this.nextId > 0xffffffff) this.nextId = 1;
+    const dataLength = data ? data.length : (h.dataLength ?? 0);
+    const flags = (h.flags ?? 0) | (data ? 0x01 : 0);
+    const hdr = encodeRequest({ ...h, id, dataLength, flags });
+    return new Promise<SheepResponse>((resolve, reject) => {
+      if (this.pending.has(id)) return reject(new Error(`request id ${id} already in flight`));
+      this.pending.set(id, { resolve, reject, want: dataLength });
+      if (data && data.length > 0) {
+        this.socket.cork();
+        this.socket.write(hdr);
+        this.socket.write(data);
+        this.socket.uncork();
+      } else {
+        this.socket.write(hdr);
+      }
+    });
+  }
+
+  close(): void {
+    this.socket.end();
+    this.socket.destroy();
+    this.fail(new ConnectionError(this.address, `connection to ${this.address} closed by client`));
+  }
+
+  private onData(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    for (;;) {
+      if (!this.header) {
+        if (this.buffered < SD_HEADER_SIZE) return;
+        const h = this.take(SD_HEADER_SIZE);
+        this.header = decodeResponse(h);
+        if (this.header.dataLength > MAX_RESPONSE_BYTES) {
+          this.fail(new ConnectionError(this.address, `response data_length ${this.header.dataLength} is too large`));
+          this.socket.destroy();
+          return;
+        }
+      }
+      const len = this.header.dataLength;
+      if (this.buffered < len) return;
+      const data = len > 0 ? this.take(len) : Buffer.alloc(0);
+      const rsp = { ...this.header, data } as SheepResponse;
+      this.header = null;
+      const p = this.pending.get(rsp.id);
+      if (p) {
+        this.pending.delete(rsp.id);
+        p.resolve(rsp);
+      }
+    }
+  }
+
+  private take(n: number): Buffer {
+    const first = this.chunks[0]!;
+    let out: Buffer;
+    if (first.length >= n) {
+      out = first.subarray(0, n);
+      if (first.length === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+    } else {
+      out = Buffer.allocUnsafe(n);
+      let off = 0;
+      while (off < n) {
+        const c = this.chunks[0]!;
+        const k = Math.min(c.length, n - off);
+        c.copy(out, off, 0, k);
+        off += k;
+        if (k === c.length) this.chunks.shift();
+        else this.chunks[0] = c.subarray(k);
+      }
+    }
+    this.buffered -= n;
+    return out;
+  }
+
+  private fail(err: Error): void {
+    if (!this.closedError) this.closedError = err;
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+}

@@ -1,0 +1,176 @@
+// Gateway I/O: routes object requests to the replicas the placement picks. Writes go to every replica in
+// parallel and succeed only when all do; reads prefer the local copy, then the others in ring order.
+// Peer requests carry the epoch; a peer at another epoch answers OLD/NEW_NODE_VER and we retry.
+import { Op, Res, SD_INODE_DATA_VDI_ID_OFFSET } from '../proto/constants.js';
+import { isDataObj, isVdiObj, oidToVid, vidToDataOid, vidToVdiOid } from '../proto/oid.js';
+import type { SdNode } from '../proto/structs.js';
+import { StoreError } from '../store/object-store.js';
+import { SheepError, type Sheep } from './sheep.js';
+
+const EPOCH_RETRIES = 20;
+
+async function peerRequest(sheep: Sheep, node: SdNode, init: Parameters<import('../client/sheep-client.js').SheepClient['request']>[0], data?: Uint8Array) {
+  for (let attempt = 0; ; attempt++) {
+    let rsp;
+    try {
+      const c = await sheep.peers.get(node.nid.addr, node.nid.port);
+      rsp = await c.request({ ...init, epoch: sheep.epoch }, data);
+    } catch (err) {
+      sheep.log('warn', `peer ${node.nid.addr}:${node.nid.port} unreachable: ${(err as Error).message}`);
+      throw new SheepError(Res.NETWORK_ERROR);
+    }
+    if ((rsp.result === Res.OLD_NODE_VER || rsp.result === Res.NEW_NODE_VER) && attempt < EPOCH_RETRIES) {
+      await new Promise((r) => setTimeout(r, 50));
+      continue;
+    }
+    return rsp;
+  }
+}
+
+function storeResult(err: unknown): number {
+  if (err instanceof StoreError) return err.code === 'NO_OBJ' ? Res.NO_OBJ : err.code === 'NO_SPACE' ? Res.NO_SPACE : err.code === 'INVALID' ? Res.INVALID_PARMS : Res.EIO;
+  if (err instanceof SheepError) return err.result;
+  return Res.EIO;
+}
+
+export async function gatewayRead(sheep: Sheep, oid: bigint, offset: number, length: number, copies = 0): Promise<Buffer> {
+  const replicas = sheep.placement(oid, sheep.copiesOf(oid, copies));
+  if (replicas.length === 0) throw new SheepError(Res.NO_OBJ);
+  const ordered = [...replicas.filter((n) => sheep.isSelf(n)), ...replicas.filter((n) => !sheep.isSelf(n))];
+  let last: number = Res.NO_OBJ;
+  for (const node of ordered) {
+    if (sheep.isSelf(node)) {
+      try {
+        return await sheep.store.read(oid, offset, length);
+      } catch (err) {
+        last = storeResult(err);
+        continue;
+      }
+    }
+    try {
+      const rsp = await peerRequest(sheep, node, { opcode: Op.READ_PEER, dataLength: length, obj: { oid, offset } });
+      if (rsp.result === Res.SUCCESS) {
+        if (rsp.data.length >= length) return rsp.data;
+        const out = Buffer.alloc(length);
+        rsp.data.copy(out);
+        return out;
+      }
+      last = rsp.result;
+    } catch (err) {
+      last = storeResult(err);
+    }
+  }
+  throw new SheepError(last);
+}
+
+/** Writes (or creates) an object on every replica; all must succeed. */
+export async function gatewayWrite(sheep: Sheep, oid: bigint, data: Uint8Array, offset: number, create: boolean, copies = 0): Promise<void> {
+  const replicas = sheep.placement(oid, sheep.copiesOf(oid, copies));
+  if (replicas.length === 0) throw new SheepError(Res.NO_SPACE, 'no storing node');
+  const size = sheep.objectSizeOf(oid);
+  if (offset + data.length > size) throw new SheepError(Res.INVALID_PARMS);
+  const results = await Promise.all(
+    replicas.map(async (node) => {
+      if (sheep.isSelf(node)) {
+        try {
+          if (create) await sheep.store.create(oid, size, data, offset);
+          else await sheep.store.write(oid, data, offset);
+          return Res.SUCCESS;
+        } catch (err) {
+          return storeResult(err);
+        }
+      }
+      try {
+        const rsp = await peerRequest(sheep, node, { opcode: create ? Op.CREATE_AND_WRITE_PEER : Op.WRITE_PEER, obj: { oid, offset, copies } }, data);
+        return rsp.result;
+      } catch (err) {
+        return storeResult(err);
+      }
+    }),
+  );
+  const bad = results.find((r) => r !== Res.SUCCESS);
+  if (bad !== undefined) throw new SheepError(bad);
+}
+
+export async function gatewayRemove(sheep: Sheep, oid: bigint, copies = 0): Promise<void> {
+  const replicas = sheep.placement(oid, sheep.copiesOf(oid, copies));
+  const results = await Promise.all(
+    replicas.map(async (node) => {
+      if (sheep.isSelf(node)) {
+        try {
+          await sheep.store.remove(oid);
+          return Res.SUCCESS;
+        } catch (err) {
+          return storeResult(err);
+        }
+      }
+      const rsp = await peerRequest(sheep, node, { opcode: Op.REMOVE_PEER, obj: { oid } }).catch((e) => ({ result: storeResult(e) }));
+      return rsp.result;
+    }),
+  );
+  const bad = results.find((r) => r !== Res.SUCCESS && r !== Res.NO_OBJ);
+  if (bad !== undefined) throw new SheepError(bad);
+}
+
+/**
+ * A write that changes entries of an inode's data_vdi_id index may drop the last reference to a data
+ * object. Who can still reference object (V, i)? Only V's own inode and the inodes derived from V
+ * (snapshots and clones copy the index). If none of them points at V for entry i any more, the object
+ * is freed on every replica. This gives Sheepdog's reclaim behaviour on the wire: zero the index
+ * entries (as dog and QEMU do), and the space comes back.
+ */
+export async function reclaimAfterIndexWrite(sheep: Sheep, inodeOid: bigint, before: Buffer, firstIndex: number): Promise<void> {
+  const vid = oidToVid(inodeOid);
+  const after = await gatewayRead(sheep, inodeOid, SD_INODE_DATA_VDI_ID_OFFSET + 4 * firstIndex, before.length);
+  for (let k = 0; k + 4 <= before.length; k += 4) {
+    const old = before.readUInt32LE(k);
+    const now = after.readUInt32LE(k);
+    if (old === 0 || old === now) continue;
+    const idx = firstIndex + k / 4;
+    if (await stillReferenced(sheep, old, idx, vid)) continue;
+    const dataOid = vidToDataOid(old, idx);
+    try {
+      await gatewayRemove(sheep, dataOid);
+      sheep.log('debug', `reclaimed ${dataOid.toString(16)}`);
+    } catch (err) {
+      sheep.log('warn', `reclaim of ${dataOid.toString(16)} failed: ${(err as Error).message}`);
+    }
+  }
+}
+
+async function stillReferenced(sheep: Sheep, owner: number, idx: number, changedVid: number): Promise<boolean> {
+  const family = [owner, ...descendants(sheep, owner)];
+  for (const v of family) {
+    const info = sheep.vdis.get(v);
+    if (!info || info.deleted) continue;
+    try {
+      const entry = await gatewayRead(sheep, vidToVdiOid(v), SD_INODE_DATA_VDI_ID_OFFSET + 4 * idx, 4);
+      if (entry.readUInt32LE(0) === owner) return true;
+    } catch {
+      // An unreadable inode might still reference it: keep the object.
+      if (v !== changedVid) return true;
+    }
+  }
+  return false;
+}
+
+function descendants(sheep: Sheep, vid: number): number[] {
+  const out: number[] = [];
+  const queue = [vid];
+  while (queue.length > 0) {
+    const p = queue.shift()!;
+    for (const v of sheep.vdis.values()) {
+      if (v.parentVid === p && !out.includes(v.vid) && v.vid !== vid) {
+        out.push(v.vid);
+        queue.push(v.vid);
+      }
+    }
+  }
+  return out;
+}
+
+export function touchesIndex(oid: bigint, offset: number, length: number): boolean {
+  return isVdiObj(oid) && offset + length > SD_INODE_DATA_VDI_ID_OFFSET && offset < SD_INODE_DATA_VDI_ID_OFFSET + 4 * 2 ** 20;
+}
+
+export { isDataObj };

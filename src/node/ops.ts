@@ -1,0 +1,417 @@
+// Request handlers, one per opcode, grouped as Sheepdog does: gateway (object I/O routed to replicas),
+// peer (this node's store, epoch-checked), local (answered here) and cluster (ordered through the driver).
+import { createHash } from 'node:crypto';
+import {
+  CLUSTER_INFO_SIZE,
+  ClusterFlag,
+  ClusterStatus,
+  Flag,
+  Op,
+  Res,
+  SD_DEFAULT_BLOCK_SIZE_SHIFT,
+  SD_INODE_DATA_VDI_ID_OFFSET,
+  SD_INODE_HEADER_SIZE,
+  SD_MAX_COPIES,
+  SD_VDI_BITMAP_SIZE,
+  isValidBlockSizeShift,
+} from '../proto/constants.js';
+import { readClusterReq, readVdiReq, type RspInit } from '../proto/header.js';
+import { dataOidIndex, isDataObj, isVdiObj, oidToVid, vidToVdiOid } from '../proto/oid.js';
+import { encodeClusterInfo, encodeEpochLog, encodeRecoveryState, encodeSdNodes, encodeInodeHeader, decodeInodeHeader, InodeOff, readCString, epochLogSize } from '../proto/structs.js';
+import { hashVdiName } from '../placement/vdi-id.js';
+import { gatewayRead, gatewayRemove, gatewayWrite, reclaimAfterIndexWrite, touchesIndex } from './gateway.js';
+import { SheepError, type Sheep } from './sheep.js';
+import type { IncomingRequest, Reply } from './server.js';
+
+type Rsp = (init: Omit<RspInit, 'opcode' | 'id' | 'epoch'>, data?: Uint8Array) => Reply;
+
+const ok = Res.SUCCESS;
+
+export async function handleRequest(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<Reply> {
+  switch (req.opcode) {
+    // ---- gateway ----
+    case Op.CREATE_AND_WRITE_OBJ:
+    case Op.WRITE_OBJ: {
+      const o = sheep.readObj(req);
+      if (sheep.isSnapshotData(o.oid)) return rsp({ result: Res.READONLY });
+      const create = req.opcode === Op.CREATE_AND_WRITE_OBJ;
+      let data: Uint8Array = req.data;
+      let offset = o.offset;
+      if (create && req.flags & Flag.CMD_COW && o.cowOid !== 0n) {
+        // Copy-on-write: the whole source object, overlaid with this write, becomes the new object.
+        const size = sheep.objectSizeOf(o.oid);
+        const base = await gatewayRead(sheep, o.cowOid, 0, size, o.copies).catch((e) => {
+          if (e instanceof SheepError && e.result === Res.NO_OBJ) return Buffer.alloc(size);
+          throw e;
+        });
+        base.set(req.data, o.offset);
+        data = base;
+        offset = 0;
+      }
+      const indexWrite = !create && touchesIndex(o.oid, o.offset, req.data.length);
+      let before: Buffer | undefined;
+      let firstIndex = 0;
+      if (indexWrite) {
+        const start = Math.max(o.offset, SD_INODE_DATA_VDI_ID_OFFSET);
+        firstIndex = Math.floor((start - SD_INODE_DATA_VDI_ID_OFFSET) / 4);
+        const end = Math.min(o.offset + req.data.length, SD_INODE_DATA_VDI_ID_OFFSET + 4 * 2 ** 20);
+        const lastIndex = Math.ceil((end - SD_INODE_DATA_VDI_ID_OFFSET) / 4);
+        before = await gatewayRead(sheep, o.oid, SD_INODE_DATA_VDI_ID_OFFSET + 4 * firstIndex, 4 * (lastIndex - firstIndex), o.copies);
+      }
+      await gatewayWrite(sheep, o.oid, data, offset, create, o.copies);
+      if (before) await reclaimAfterIndexWrite(sheep, o.oid, before, firstIndex);
+      return rsp({ result: ok });
+    }
+    case Op.READ_OBJ: {
+      const o = sheep.readObj(req);
+      if (o.offset + req.dataLength > sheep.objectSizeOf(o.oid)) return rsp({ result: Res.INVALID_PARMS });
+      const data = await gatewayRead(sheep, o.oid, o.offset, req.dataLength, o.copies);
+      return rsp({ result: ok, dataLength: req.dataLength }, data);
+    }
+    case Op.REMOVE_OBJ: {
+      const o = sheep.readObj(req);
+      await gatewayRemove(sheep, o.oid, o.copies);
+      return rsp({ result: ok });
+    }
+    case Op.DISCARD_OBJ:
+    case Op.FLUSH_VDI:
+      // FLUSH_VDI is obsolete upstream too: INVALID_PARMS makes QEMU stop sending it.
+      return rsp({ result: Res.INVALID_PARMS });
+
+    // ---- peer ----
+    case Op.CREATE_AND_WRITE_PEER:
+    case Op.WRITE_PEER:
+    case Op.READ_PEER:
+    case Op.REMOVE_PEER: {
+      if (req.epoch < sheep.epoch) return rsp({ result: Res.OLD_NODE_VER });
+      if (req.epoch > sheep.epoch) return rsp({ result: Res.NEW_NODE_VER });
+      if (sheep.opts.gatewayOnly) return rsp({ result: Res.NO_SUPPORT });
+      const o = sheep.readObj(req);
+      if (req.opcode === Op.READ_PEER) {
+        const data = await sheep.store.read(o.oid, o.offset, req.dataLength);
+        return rsp({ result: ok, dataLength: req.dataLength }, data);
+      }
+      if (req.opcode === Op.REMOVE_PEER) await sheep.store.remove(o.oid);
+      else if (req.opcode === Op.CREATE_AND_WRITE_PEER) await sheep.store.create(o.oid, sheep.objectSizeOf(o.oid), req.data, o.offset);
+      else await sheep.store.write(o.oid, req.data, o.offset);
+      return rsp({ result: ok });
+    }
+
+    // ---- VDIs ----
+    case Op.NEW_VDI:
+      return newVdi(sheep, req, rsp);
+    case Op.GET_VDI_INFO:
+    case Op.LOCK_VDI: {
+      const found = await lookupFromRequest(sheep, req);
+      if (req.opcode === Op.LOCK_VDI && sheep.isLockingCluster()) {
+        const v = readVdiReq(req.raw);
+        const res = await sheep.broadcast<{ ok: boolean } | undefined>((seq) => ({ op: 'lock', origin: sheep.selfId, seq, vid: found.vid, owner: sheep.selfId, shared: v.type === 1 }));
+        if (!res?.ok) return rsp({ result: Res.VDI_LOCKED });
+      }
+      return rsp({ result: ok, vdi: { vdiId: found.vid, copies: found.copies, blockSizeShift: found.blockSizeShift } });
+    }
+    case Op.RELEASE_VDI: {
+      const v = readVdiReq(req.raw);
+      if (sheep.isLockingCluster() && sheep.vdis.has(v.baseVdiId)) {
+        await sheep.broadcast((seq) => ({ op: 'release', origin: sheep.selfId, seq, vid: v.baseVdiId, owner: sheep.selfId }));
+      }
+      return rsp({ result: ok });
+    }
+    case Op.DEL_VDI:
+      return delVdi(sheep, req, rsp);
+    case Op.READ_VDIS:
+      return rsp({ result: ok, dataLength: Math.min(req.dataLength, SD_VDI_BITMAP_SIZE) }, sheep.inUse.bytes);
+    case Op.READ_DEL_VDIS:
+      return rsp({ result: ok, dataLength: Math.min(req.dataLength, SD_VDI_BITMAP_SIZE) }, sheep.deleted.bytes);
+    case Op.GET_CLUSTER_DEFAULT:
+      return rsp({ result: ok, clusterDefault: { nrCopies: sheep.format.copies, copyPolicy: sheep.format.copyPolicy, blockSizeShift: sheep.format.blockSizeShift } });
+
+    // ---- cluster administration ----
+    case Op.MAKE_FS:
+      return makeFs(sheep, req, rsp);
+    case Op.SHUTDOWN:
+      await sheep.broadcast((seq) => ({ op: 'shutdown', origin: sheep.selfId, seq }));
+      return rsp({ result: ok });
+    case Op.GET_NODE_LIST: {
+      const data = encodeSdNodes(sheep.members);
+      return rsp({ result: ok, dataLength: req.dataLength, node: { nrNodes: sheep.members.length } }, data);
+    }
+    case Op.STAT_SHEEP: {
+      if (sheep.opts.gatewayOnly) return rsp({ result: ok, node: { storeSize: 0n, storeFree: 0n } });
+      const free = await sheep.store.freeBytes();
+      const used = await sheep.store.usedBytes();
+      return rsp({ result: ok, node: { storeSize: free + used, storeFree: free } });
+    }
+    case Op.STAT_CLUSTER:
+      return statCluster(sheep, req, rsp);
+    case Op.CLUSTER_INFO: {
+      const data = encodeClusterInfo({
+        protoVer: 0x0a,
+        disableRecovery: false,
+        epoch: sheep.epoch,
+        ctime: sheep.format.ctime,
+        flags: sheep.format.flags,
+        nrCopies: sheep.format.copies,
+        copyPolicy: sheep.format.copyPolicy,
+        status: sheep.status,
+        blockSizeShift: sheep.format.blockSizeShift,
+        defaultStore: sheep.format.store,
+        nodes: sheep.members,
+      });
+      return rsp({ result: ok, dataLength: Math.min(req.dataLength, CLUSTER_INFO_SIZE) }, data);
+    }
+    case Op.STAT_RECOVERY:
+      return rsp({ result: ok, dataLength: req.dataLength }, encodeRecoveryState({ inRecovery: false, state: 0, nrFinished: 0n, nrTotal: 0n }));
+    case Op.KILL_NODE:
+      setImmediate(() => void sheep.stop('killed by KILL_NODE'));
+      return rsp({ result: ok });
+    case Op.GET_STORE_LIST: {
+      const text = Buffer.from('plain tree \0');
+      return rsp({ result: ok, dataLength: req.dataLength }, text);
+    }
+    case Op.GET_OBJ_LIST: {
+      const oids = sheep.opts.gatewayOnly ? [] : await sheep.store.list();
+      const buf = Buffer.alloc(oids.length * 8);
+      oids.forEach((o, i) => buf.writeBigUInt64LE(o, i * 8));
+      if (buf.length > req.dataLength) return rsp({ result: Res.BUFFER_SMALL });
+      return rsp({ result: ok, dataLength: buf.length }, buf);
+    }
+    case Op.EXIST: {
+      const o = sheep.readObj(req);
+      return rsp({ result: (await sheep.store.exists(o.oid)) ? ok : Res.NO_OBJ });
+    }
+    case Op.GET_HASH: {
+      const o = sheep.readObj(req);
+      const size = sheep.objectSizeOf(o.oid);
+      const fileSize = await sheep.store.size(o.oid);
+      const len = Math.min(size, fileSize);
+      const sab = new SharedArrayBuffer(len);
+      await sheep.store.read(o.oid, 0, len, Buffer.from(sab));
+      const hex = await sheep.hashPool.sha1Shared(sab, 0, len, len);
+      return rsp({ result: ok, hash: { digest: Buffer.from(hex, 'hex') } });
+    }
+    case Op.GET_LOGLEVEL: {
+      const b = Buffer.alloc(4);
+      b.writeInt32LE(sheep.logLevel, 0);
+      return rsp({ result: ok, dataLength: 4 }, b);
+    }
+    case Op.SET_LOGLEVEL: {
+      if (req.data.length < 4) return rsp({ result: Res.INVALID_PARMS });
+      const level = req.data.readInt32LE(0);
+      if (level < 0 || level > 7) return rsp({ result: Res.INVALID_PARMS });
+      sheep.logLevel = level;
+      return rsp({ result: ok });
+    }
+    case Op.FLUSH_DEL_CACHE:
+    case Op.DELETE_CACHE:
+      return rsp({ result: ok });
+    default:
+      return rsp({ result: Res.INVALID_PARMS });
+  }
+}
+
+// ---- VDI lookup ------------------------------------------------------------------------------------
+
+interface FoundVdi {
+  vid: number;
+  copies: number;
+  blockSizeShift: number;
+  snapId: number;
+  snapshot: boolean;
+}
+
+/** Reads the first bytes of an inode (header) through the gateway. */
+async function readInodeHeader(sheep: Sheep, vid: number) {
+  const buf = await gatewayRead(sheep, vidToVdiOid(vid), 0, SD_INODE_HEADER_SIZE);
+  return decodeInodeHeader(buf);
+}
+
+/**
+ * Sheepdog's lookup: the family of a name occupies consecutive vids from its hash; scan the run from the
+ * newest down. snapId 0 and no tag = the working VDI (snap_ctime 0).
+ */
+async function lookupVdi(sheep: Sheep, name: string, tag: string, snapId: number): Promise<{ found?: FoundVdi; right: number; anyWithName: boolean }> {
+  const left = hashVdiName(name);
+  const right = sheep.inUse.firstClearFrom(left);
+  if (right < 0) throw new SheepError(Res.FULL_VDI);
+  let anyWithName = false;
+  const vids: number[] = [];
+  for (let v = left; v !== right; v = v + 1 >= 2 ** 24 ? 1 : v + 1) vids.push(v);
+  for (let k = vids.length - 1; k >= 0; k--) {
+    const vid = vids[k]!;
+    if (sheep.deleted.test(vid)) continue;
+    let h;
+    try {
+      h = await readInodeHeader(sheep, vid);
+    } catch {
+      continue;
+    }
+    if (h.name !== name) continue;
+    anyWithName = true;
+    const isSnapshot = h.snapCtime !== 0n;
+    const match = tag ? h.tag === tag && isSnapshot : snapId ? h.snapId === snapId && isSnapshot : !isSnapshot;
+    if (match) return { found: { vid, copies: h.nrCopies, blockSizeShift: h.blockSizeShift, snapId: h.snapId, snapshot: isSnapshot }, right, anyWithName };
+  }
+  return { right, anyWithName };
+}
+
+function nameAndTag(req: IncomingRequest): { name: string; tag: string } {
+  if (req.data.length !== 256 && req.data.length !== 512) throw new SheepError(Res.INVALID_PARMS);
+  return { name: readCString(req.data, 0, 256), tag: req.data.length === 512 ? readCString(req.data, 256, 256) : '' };
+}
+
+async function lookupFromRequest(sheep: Sheep, req: IncomingRequest): Promise<FoundVdi> {
+  const { name, tag } = nameAndTag(req);
+  const v = readVdiReq(req.raw);
+  const r = await lookupVdi(sheep, name, tag, v.snapid);
+  if (!r.found) throw new SheepError(tag && r.anyWithName ? Res.NO_TAG : Res.NO_VDI);
+  return r.found;
+}
+
+function nowTime(): bigint {
+  const ms = Date.now();
+  return (BigInt(Math.floor(ms / 1000)) << 32n) | BigInt((ms % 1000) * 1_000_000);
+}
+
+async function newVdi(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<Reply> {
+  if (req.data.length !== 256) return rsp({ result: Res.INVALID_PARMS });
+  const name = readCString(req.data, 0, 256);
+  if (name.length === 0) return rsp({ result: Res.INVALID_PARMS });
+  const v = readVdiReq(req.raw);
+  const copies = v.copies || sheep.format.copies;
+  const bss = v.blockSizeShift || sheep.format.blockSizeShift || SD_DEFAULT_BLOCK_SIZE_SHIFT;
+  if (copies > SD_MAX_COPIES || !isValidBlockSizeShift(bss)) return rsp({ result: Res.INVALID_PARMS });
+  if (v.vdiSize > (1n << BigInt(bss)) * (1n << 20n)) return rsp({ result: Res.INVALID_PARMS });
+  const result = await sheep.clusterOp<{ vid: number; copies: number; bss: number }>(async (seq) => {
+    const lookup = await lookupVdi(sheep, name, '', 0);
+    const working = lookup.found;
+    const newVid = lookup.right;
+    const isSnapshot = v.snapid !== 0;
+    let base: Awaited<ReturnType<typeof readInodeHeader>> | undefined;
+    let baseIndex: Buffer | undefined;
+    if (isSnapshot) {
+      // Snapshot: the working VDI (base) becomes read-only; the new VDI continues from it.
+      if (!working || working.vid !== v.baseVdiId) throw new SheepError(working ? Res.INVALID_PARMS : Res.NO_VDI);
+    } else if (working) {
+      throw new SheepError(Res.VDI_EXIST);
+    }
+    if (v.baseVdiId !== 0) {
+      try {
+        const full = await gatewayRead(sheep, vidToVdiOid(v.baseVdiId), 0, SD_INODE_DATA_VDI_ID_OFFSET + 4 * 2 ** 20);
+        base = decodeInodeHeader(full);
+        baseIndex = full.subarray(SD_INODE_DATA_VDI_ID_OFFSET);
+      } catch {
+        throw new SheepError(Res.BASE_VDI_READ);
+      }
+    }
+    const now = nowTime();
+    const vdiCopies = base && isSnapshot ? base.nrCopies : copies;
+    const vdiBss = base ? base.blockSizeShift : bss;
+    const header = encodeInodeHeader({
+      name,
+      tag: '',
+      createTime: now,
+      snapCtime: 0n,
+      vdiSize: base && v.vdiSize === 0n ? base.vdiSize : v.vdiSize,
+      copyPolicy: base && isSnapshot ? base.copyPolicy : v.copyPolicy,
+      storePolicy: v.storePolicy,
+      nrCopies: vdiCopies,
+      blockSizeShift: vdiBss,
+      snapId: isSnapshot && base ? base.snapId + 1 : 1,
+      vdiId: newVid,
+      parentVdiId: v.baseVdiId,
+    });
+    // The new inode: header plus (for snapshots and clones) a copy of the base's index, up to its last entry.
+    let last = 0;
+    if (baseIndex) for (let i = baseIndex.length - 4; i >= 0; i -= 4) if (baseIndex.readUInt32LE(i) !== 0) { last = i + 4; break; }
+    const body = Buffer.alloc(SD_INODE_DATA_VDI_ID_OFFSET + last);
+    header.copy(body, 0);
+    if (baseIndex && last > 0) baseIndex.copy(body, SD_INODE_DATA_VDI_ID_OFFSET, 0, last);
+    try {
+      await gatewayWrite(sheep, vidToVdiOid(newVid), body, 0, true, vdiCopies);
+      if (isSnapshot) {
+        const t = Buffer.alloc(8);
+        t.writeBigUInt64LE(now, 0);
+        await gatewayWrite(sheep, vidToVdiOid(v.baseVdiId), t, InodeOff.snapCtime, false, vdiCopies);
+      }
+    } catch (e) {
+      throw new SheepError(e instanceof SheepError && e.result === Res.NO_SPACE ? Res.NO_SPACE : Res.VDI_WRITE);
+    }
+    return {
+      msg: {
+        op: 'new_vdi',
+        origin: sheep.selfId,
+        seq,
+        vdi: { vid: newVid, name, copies: vdiCopies, copyPolicy: v.copyPolicy, blockSizeShift: vdiBss, parentVid: v.baseVdiId, snapshot: false },
+        snapshotOf: isSnapshot ? v.baseVdiId : 0,
+      },
+      result: { vid: newVid, copies: vdiCopies, bss: vdiBss },
+    };
+  });
+  return rsp({ result: ok, vdi: { vdiId: result.vid, copies: result.copies, blockSizeShift: result.bss } });
+}
+
+async function delVdi(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<Reply> {
+  const found = await lookupFromRequest(sheep, req);
+  await sheep.clusterOp(async (seq) => {
+    const oid = vidToVdiOid(found.vid);
+    const index = await gatewayRead(sheep, oid, SD_INODE_DATA_VDI_ID_OFFSET, 4 * 2 ** 20);
+    // Sheepdog wipes the inode only once the client has cleared every index entry.
+    if (index.every((b) => b === 0)) {
+      await gatewayWrite(sheep, oid, Buffer.alloc(SD_INODE_HEADER_SIZE), 0, false);
+    }
+    return { msg: { op: 'del_vdi', origin: sheep.selfId, seq, vid: found.vid } };
+  });
+  return rsp({ result: ok, vdi: { vdiId: found.vid } });
+}
+
+async function makeFs(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<Reply> {
+  const c = readClusterReq(req.raw);
+  const store = req.data.length > 0 ? readCString(req.data, 0, req.data.length) : 'plain';
+  if (store !== 'plain' && store !== 'tree') return rsp({ result: Res.NO_STORE });
+  const bss = c.blockSizeShift || SD_DEFAULT_BLOCK_SIZE_SHIFT;
+  if (!isValidBlockSizeShift(bss)) return rsp({ result: Res.INVALID_PARMS });
+  const copies = c.copies || 3;
+  if (copies > SD_MAX_COPIES) return rsp({ result: Res.INVALID_PARMS });
+  await sheep.clusterOp(async (seq) => ({
+    msg: {
+      op: 'make_fs',
+      origin: sheep.selfId,
+      seq,
+      format: { ctime: c.ctime || nowTime(), copies, copyPolicy: c.copyPolicy, flags: c.flags | (c.flags & ClusterFlag.AUTO_VNODES), blockSizeShift: bss, store },
+    },
+  }));
+  return rsp({ result: ok });
+}
+
+function statCluster(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Reply {
+  const c = readClusterReq(req.raw);
+  const slots = c.nodesNr;
+  const recSize = epochLogSize(slots);
+  const result = sheep.status === ClusterStatus.OK ? ok : sheep.status === ClusterStatus.SHUTDOWN ? Res.SHUTDOWN : sheep.format.ctime === 0n ? Res.WAIT_FOR_FORMAT : Res.WAIT_FOR_JOIN;
+  const epochs = [...sheep.epochs.keys()].sort((a, b) => b - a);
+  const maxNodes = Math.max(0, ...[...sheep.epochs.values()].map((e) => e.nodes.length));
+  if (epochs.length > 0 && maxNodes > slots && req.dataLength >= recSize * 1 && slots > 0) return rsp({ result: Res.BUFFER_SMALL });
+  const count = recSize > 0 ? Math.min(epochs.length, Math.floor(req.dataLength / recSize)) : 0;
+  const out = Buffer.alloc(Math.max(count * recSize, Math.min(req.dataLength, recSize)));
+  for (let i = 0; i < count; i++) {
+    const e = epochs[i]!;
+    const entry = sheep.epochs.get(e)!;
+    const nodes = slots >= entry.nodes.length ? entry.nodes : [];
+    encodeEpochLog(
+      { ctime: sheep.format.ctime, time: entry.time, epoch: e, disableRecovery: false, nrCopies: sheep.format.copies, copyPolicy: sheep.format.copyPolicy, flags: sheep.format.flags, drvName: sheep.opts.driver.name, nodes },
+      slots,
+      out,
+      i * recSize,
+    );
+  }
+  if (count === 0 && out.length >= 48) {
+    // Even an unformatted cluster answers the probe with its flags and epoch.
+    out.writeBigUInt64LE(sheep.format.ctime, 0);
+    out.writeUInt32LE(sheep.epoch, 16);
+    out.writeUInt16LE(sheep.format.flags, 30);
+  }
+  return rsp({ result, dataLength: out.length }, out);
+}
+
+export { isDataObj, isVdiObj, oidToVid, dataOidIndex, createHash };

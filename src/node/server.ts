@@ -1,0 +1,131 @@
+// The TCP front door: Sheepdog framing (48-byte header, then data_length bytes only when CMD_WRITE),
+// many requests in flight per connection, answers in any order. Untrusted lengths never allocate:
+// payload chunks are collected as they arrive, and a declared length above the limit closes that
+// connection (only that one) with a logged reason.
+import { createServer, type Server, type Socket } from 'node:net';
+import { Flag, SD_HEADER_SIZE } from '../proto/constants.js';
+import { decodeReqHeader, type ReqHeader } from '../proto/header.js';
+
+export interface IncomingRequest extends ReqHeader {
+  readonly raw: Buffer;
+  /** The payload (CMD_WRITE), or an empty buffer. */
+  readonly data: Buffer;
+}
+
+export interface Reply {
+  readonly header: Buffer;
+  readonly data?: Uint8Array;
+}
+
+export interface ServerHooks {
+  /** Largest data_length accepted for a request carrying a payload. */
+  maxDataLength(): number;
+  handle(req: IncomingRequest, peer: string): Promise<Reply>;
+  log(level: 'info' | 'warn' | 'error', msg: string): void;
+}
+
+/** Most requests one connection may have in flight before the server stops reading from it. */
+export const MAX_IN_FLIGHT_PER_CONNECTION = 256;
+
+function serveConnection(socket: Socket, hooks: ServerHooks): void {
+  socket.setNoDelay(true);
+  const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+  let chunks: Buffer[] = [];
+  let buffered = 0;
+  let header: (ReqHeader & { raw: Buffer }) | null = null;
+  let inFlight = 0;
+  let paused = false;
+
+  const take = (n: number): Buffer => {
+    if (chunks[0]!.length >= n) {
+      const first = chunks[0]!;
+      const out = first.subarray(0, n);
+      if (first.length === n) chunks.shift();
+      else chunks[0] = first.subarray(n);
+      buffered -= n;
+      return out;
+    }
+    const out = Buffer.allocUnsafe(n);
+    let off = 0;
+    while (off < n) {
+      const c = chunks[0]!;
+      const k = Math.min(c.length, n - off);
+      c.copy(out, off, 0, k);
+      off += k;
+      if (k === c.length) chunks.shift();
+      else chunks[0] = c.subarray(k);
+    }
+    buffered -= n;
+    return out;
+  };
+
+  const dispatch = (req: IncomingRequest) => {
+    inFlight++;
+    if (inFlight >= MAX_IN_FLIGHT_PER_CONNECTION && !paused) {
+      paused = true;
+      socket.pause();
+    }
+    hooks
+      .handle(req, peer)
+      .then(
+        (reply) => {
+          if (socket.destroyed) return;
+          if (reply.data && reply.data.length > 0) {
+            socket.cork();
+            socket.write(reply.header);
+            socket.write(reply.data);
+            socket.uncork();
+          } else socket.write(reply.header);
+        },
+        (err) => {
+          hooks.log('error', `request ${req.opcode.toString(16)} from ${peer} failed unexpectedly: ${(err as Error)?.stack ?? err}`);
+          socket.destroy();
+        },
+      )
+      .finally(() => {
+        inFlight--;
+        if (paused && inFlight < MAX_IN_FLIGHT_PER_CONNECTION / 2) {
+          paused = false;
+          socket.resume();
+        }
+      });
+  };
+
+  socket.on('data', (chunk: Buffer) => {
+    chunks.push(chunk);
+    buffered += chunk.length;
+    for (;;) {
+      if (!header) {
+        if (buffered < SD_HEADER_SIZE) return;
+        header = decodeReqHeader(Buffer.from(take(SD_HEADER_SIZE)));
+        if (header.flags & Flag.CMD_WRITE) {
+          const limit = hooks.maxDataLength();
+          if (header.dataLength > limit) {
+            hooks.log('warn', `closing connection from ${peer}: request 0x${header.opcode.toString(16)} declares ${header.dataLength} bytes of data, above the ${limit}-byte limit`);
+            chunks = [];
+            socket.destroy();
+            return;
+          }
+        }
+      }
+      const len = header.flags & Flag.CMD_WRITE ? header.dataLength : 0;
+      if (buffered < len) return;
+      const data = len > 0 ? take(len) : Buffer.alloc(0);
+      const req: IncomingRequest = { ...header, data };
+      header = null;
+      dispatch(req);
+    }
+  });
+  socket.on('error', () => socket.destroy());
+}
+
+export function startServer(port: number, host: string, hooks: ServerHooks): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = createServer((s) => serveConnection(s, hooks));
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server);
+    });
+  });
+}

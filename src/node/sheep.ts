@@ -1,0 +1,506 @@
+// A sheep: one storage node. It serves the wire protocol, stores objects, routes gateway requests to
+// replicas, and applies totally ordered cluster events (membership, format, VDI changes) in order.
+// VDI lifecycle and locks live in VDI actors; this class keeps a projection of their state for the
+// I/O fast path, refreshed from each actor's reply before the next cluster event is applied.
+import type { Server } from 'node:net';
+import { appendFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Packr } from 'msgpackr';
+import { ActorSystem } from '../runtime/system.js';
+import { HashPool } from '../runtime/hash-pool.js';
+import type { ClusterDriver, ClusterEvent, Member } from '../cluster/driver.js';
+import { ClusterFlag, ClusterStatus, Flag, isForceOp, Op, Res, SD_DEFAULT_BLOCK_SIZE_SHIFT, SD_INODE_SIZE, SD_PROTO_VER, SD_SHEEP_PROTO_VER } from '../proto/constants.js';
+import { encodeResponse, readObjReq, type RspInit } from '../proto/header.js';
+import { decodeSdNode, encodeSdNode, sortNodes, type SdNode } from '../proto/structs.js';
+import { buildVnodeRing, placeObject, toRingNode, type VnodeRing } from '../placement/ring.js';
+import { isDataObj, oidToVid, objectSize } from '../proto/oid.js';
+import { ObjectStore, StoreError } from '../store/object-store.js';
+import { VDI_KIND, type VdiInput, type VdiSummary } from '../actors/vdi/machine.js';
+import { startServer, type IncomingRequest, type Reply } from './server.js';
+import { PeerPool } from './peers.js';
+import { readConfig, readEpochFiles, UNFORMATTED, VdiBitmap, writeConfig, writeEpochFile, type ClusterFormat, type StatusCode } from './cluster-state.js';
+import { handleRequest } from './ops.js';
+
+export interface SheepOptions {
+  readonly dir: string;
+  readonly port: number;
+  /** Address other nodes and clients reach this node at. */
+  readonly addr: string;
+  /** Address to listen on. */
+  readonly bind: string;
+  readonly zone: number;
+  readonly gatewayOnly: boolean;
+  readonly noSync: boolean;
+  readonly vnodes?: number;
+  readonly driver: ClusterDriver;
+  /** Shared actor system (in-process clusters share one); otherwise the sheep starts its own. */
+  readonly actors?: ActorSystem;
+  readonly actorWorkers?: number;
+  readonly hashPool?: HashPool;
+  readonly logLevel?: number;
+  readonly onStop?: (why: string) => void;
+}
+
+/** Messages broadcast through the driver (msgpack). `origin`/`seq` let the originator match its own. */
+export type ClusterMsg =
+  | { op: 'make_fs'; origin: string; seq: number; format: ClusterFormat }
+  | { op: 'new_vdi'; origin: string; seq: number; vdi: VdiInput; snapshotOf: number }
+  | { op: 'del_vdi'; origin: string; seq: number; vid: number }
+  | { op: 'lock'; origin: string; seq: number; vid: number; owner: string; shared: boolean }
+  | { op: 'release'; origin: string; seq: number; vid: number; owner: string }
+  | { op: 'shutdown'; origin: string; seq: number }
+  | { op: 'state'; origin: string; seq: number; to: string; state: TransferState };
+
+export interface TransferState {
+  status: StatusCode;
+  format: ClusterFormat;
+  epoch: number;
+  epochs: Array<[number, Uint8Array[], string]>;
+  inUse: number[];
+  deleted: number[];
+  vdis: VdiSummary[];
+}
+
+const packr = new Packr({ useRecords: false, int64AsType: 'bigint' } as never);
+
+const LOG_LEVELS = ['emerg', 'alert', 'crit', 'err', 'warn', 'notice', 'info', 'debug'];
+
+export class Sheep {
+  readonly store: ObjectStore;
+  readonly peers = new PeerPool();
+  readonly inUse = new VdiBitmap();
+  readonly deleted = new VdiBitmap();
+  readonly vdis = new Map<number, VdiSummary>();
+  readonly epochs = new Map<number, { nodes: SdNode[]; time: bigint }>();
+  readonly self: SdNode;
+  readonly selfId: string;
+  status: StatusCode = ClusterStatus.WAIT;
+  format: ClusterFormat = { ...UNFORMATTED };
+  epoch = 0;
+  members: SdNode[] = [];
+  ring: VnodeRing | null = null;
+  logLevel: number;
+  actors!: ActorSystem;
+  hashPool!: HashPool;
+  private ownsActors = false;
+  private ownsHashPool = false;
+  private server: Server | null = null;
+  private readonly events: ClusterEvent[] = [];
+  private processing = false;
+  private joined = false;
+  private awaitingState = false;
+  private readonly bufferedWhileJoining: ClusterEvent[] = [];
+  private seq = 1;
+  private readonly waiters = new Map<number, (result: unknown) => void>();
+  private readonly blockWaiters = new Map<number, () => void>();
+  private stopped = false;
+  readonly stats = { requests: 0 };
+
+  constructor(readonly opts: SheepOptions) {
+    this.store = new ObjectStore(opts.dir, { noSync: opts.noSync });
+    this.self = {
+      nid: { addr: opts.addr, port: opts.port, ioAddr: '', ioPort: 0 },
+      nrVnodes: opts.gatewayOnly ? 0 : (opts.vnodes ?? 128),
+      zone: opts.zone,
+      space: 0n,
+    };
+    this.selfId = `${opts.addr}:${opts.port}`;
+    this.logLevel = opts.logLevel ?? 6;
+  }
+
+  log(level: 'info' | 'warn' | 'error' | 'debug', msg: string): void {
+    const num = { error: 3, warn: 4, info: 6, debug: 7 }[level];
+    if (num > this.logLevel) return;
+    const line = `${new Date().toISOString()} ${LOG_LEVELS[num]} [${this.selfId}] ${msg}\n`;
+    try {
+      appendFileSync(join(this.opts.dir, 'sheep.log'), line);
+    } catch {
+      process.stderr.write(line);
+    }
+  }
+
+  async start(): Promise<void> {
+    await this.store.init();
+    this.actors = this.opts.actors ?? (await ActorSystem.start({ workers: this.opts.actorWorkers ?? 1, kindModules: [new URL('../actors/index.js', import.meta.url).href] }));
+    this.ownsActors = !this.opts.actors;
+    this.hashPool = this.opts.hashPool ?? new HashPool(1);
+    this.ownsHashPool = !this.opts.hashPool;
+    const config = await readConfig(this.opts.dir);
+    if (config && config.ctime !== 0n) {
+      this.format = { ctime: config.ctime, copies: config.copies, copyPolicy: config.copyPolicy, flags: config.flags, blockSizeShift: config.blockSizeShift, store: config.store || 'plain' };
+      for (const [e, v] of await readEpochFiles(this.opts.dir)) this.epochs.set(e, v);
+      this.epoch = Math.max(0, ...this.epochs.keys());
+    }
+    const free = this.opts.gatewayOnly ? 0n : await this.store.freeBytes();
+    (this.self as { space: bigint }).space = this.opts.gatewayOnly ? 0n : free + (await this.store.usedBytes());
+    this.server = await startServer(this.opts.port, this.opts.bind, {
+      maxDataLength: () => Math.max(SD_INODE_SIZE, 2 ** this.maxBlockSizeShift()),
+      handle: (req) => this.handle(req),
+      log: (level, msg) => this.log(level, msg),
+    });
+    await this.opts.driver.join({ id: this.selfId, node: encodeSdNode(this.self) }, (ev) => this.onClusterEvent(ev));
+    this.log('info', `sheep started on ${this.opts.bind}:${this.opts.port} (store ${this.opts.dir})`);
+  }
+
+  /** Stops serving; `reason` goes to the log. */
+  async stop(reason = 'stopped'): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.log('info', `sheep stopping: ${reason}`);
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    await this.opts.driver.leave().catch(() => undefined);
+    this.peers.closeAll();
+    await this.store.close();
+    if (this.ownsActors) await this.actors.shutdown();
+    if (this.ownsHashPool) await this.hashPool.close();
+    this.opts.onStop?.(reason);
+  }
+
+  closeListener(): void {
+    this.server?.close();
+  }
+
+  maxBlockSizeShift(): number {
+    let m = this.format.blockSizeShift || SD_DEFAULT_BLOCK_SIZE_SHIFT;
+    for (const v of this.vdis.values()) if (v.blockSizeShift > m) m = v.blockSizeShift;
+    return m;
+  }
+
+  /** Object size of an oid, using its VDI's block size for data objects. */
+  objectSizeOf(oid: bigint): number {
+    const vdi = this.vdis.get(oidToVid(oid));
+    return objectSize(oid, vdi?.blockSizeShift || this.format.blockSizeShift || SD_DEFAULT_BLOCK_SIZE_SHIFT);
+  }
+
+  copiesOf(oid: bigint, requested = 0): number {
+    if (requested > 0) return requested;
+    return this.vdis.get(oidToVid(oid))?.copies || this.format.copies || 3;
+  }
+
+  /** Replica node list of an object at the current epoch, primary first. */
+  placement(oid: bigint, copies: number): SdNode[] {
+    if (!this.ring) return [];
+    return placeObject(this.ring, oid, copies).map((i) => this.members[i]!);
+  }
+
+  isSelf(n: SdNode): boolean {
+    return n.nid.addr === this.opts.addr && n.nid.port === this.opts.port;
+  }
+
+  isSnapshotData(oid: bigint): boolean {
+    return isDataObj(oid) && this.vdis.get(oidToVid(oid))?.snapshot === true;
+  }
+
+  // ---- requests ---------------------------------------------------------------------------------
+
+  private async handle(req: IncomingRequest): Promise<Reply> {
+    this.stats.requests++;
+    const rsp = (init: Omit<RspInit, 'opcode' | 'id' | 'epoch'>, data?: Uint8Array): Reply => {
+      const n = data ? Math.min(data.length, init.dataLength ?? data.length) : 0;
+      return { header: encodeResponse({ ...init, dataLength: n, opcode: req.opcode, id: req.id, epoch: this.epoch }), data: data?.subarray(0, n) };
+    };
+    if (req.opcode >= 0x80 ? req.protoVer !== SD_SHEEP_PROTO_VER : req.protoVer > SD_PROTO_VER) return rsp({ result: Res.VER_MISMATCH });
+    if (this.stopped) return rsp({ result: Res.SHUTDOWN });
+    if (this.status === ClusterStatus.SHUTDOWN && !isForceOp(req.opcode)) return rsp({ result: Res.SHUTDOWN });
+    if (this.status === ClusterStatus.WAIT && !isForceOp(req.opcode)) {
+      return rsp({ result: this.format.ctime === 0n ? Res.WAIT_FOR_FORMAT : Res.WAIT_FOR_JOIN });
+    }
+    try {
+      return await handleRequest(this, req, rsp);
+    } catch (err) {
+      if (err instanceof StoreError) {
+        const result = err.code === 'NO_OBJ' ? Res.NO_OBJ : err.code === 'NO_SPACE' ? Res.NO_SPACE : err.code === 'INVALID' ? Res.INVALID_PARMS : Res.EIO;
+        if (result === Res.EIO) this.log('error', err.message);
+        return rsp({ result });
+      }
+      if (err instanceof SheepError) return rsp({ result: err.result });
+      this.log('error', `request 0x${req.opcode.toString(16)} failed: ${(err as Error)?.stack ?? err}`);
+      return rsp({ result: Res.SYSTEM_ERROR });
+    }
+  }
+
+  // ---- cluster operations -----------------------------------------------------------------------
+
+  /**
+   * Runs a cluster operation: take the cluster-wide block, do `work` (reads/writes objects, returns
+   * the message to broadcast or a result to answer with directly), then unblock with the message and
+   * wait until this node has applied it. Returns what the apply step produced.
+   */
+  async clusterOp<T>(work: (seq: number) => Promise<{ msg?: ClusterMsg; result?: T }>): Promise<T> {
+    const ticket = this.opts.driver.block();
+    await new Promise<void>((resolve) => this.blockWaiters.set(ticket, resolve));
+    const seq = this.seq++;
+    let outcome: { msg?: ClusterMsg; result?: T };
+    try {
+      outcome = await work(seq);
+    } catch (err) {
+      this.opts.driver.unblock(packr.pack({ op: 'noop', origin: this.selfId, seq }));
+      throw err;
+    }
+    if (!outcome.msg) {
+      this.opts.driver.unblock(packr.pack({ op: 'noop', origin: this.selfId, seq }));
+      return outcome.result as T;
+    }
+    const applied = new Promise<unknown>((resolve) => this.waiters.set(seq, resolve));
+    this.opts.driver.unblock(packr.pack(outcome.msg));
+    const r = await applied;
+    return (outcome.result ?? r) as T;
+  }
+
+  /** Broadcasts without the block (for ops whose work needs no I/O) and waits for the local apply. */
+  async broadcast<T>(build: (seq: number) => ClusterMsg): Promise<T> {
+    const seq = this.seq++;
+    const applied = new Promise<unknown>((resolve) => this.waiters.set(seq, resolve));
+    this.opts.driver.notify(packr.pack(build(seq)));
+    return (await applied) as T;
+  }
+
+  nextSeq(): number {
+    return this.seq++;
+  }
+
+  private onClusterEvent(ev: ClusterEvent): void {
+    if (ev.type === 'block-granted') {
+      const w = this.blockWaiters.get(ev.ticket);
+      this.blockWaiters.delete(ev.ticket);
+      w?.();
+      return;
+    }
+    this.events.push(ev);
+    if (!this.processing) void this.processEvents();
+  }
+
+  private async processEvents(): Promise<void> {
+    this.processing = true;
+    try {
+      while (this.events.length > 0) {
+        const ev = this.events.shift()!;
+        try {
+          await this.apply(ev);
+        } catch (err) {
+          this.log('error', `applying cluster event ${ev.type} failed: ${(err as Error)?.stack ?? err}`);
+        }
+      }
+    } finally {
+      this.processing = false;
+    }
+  }
+
+  private async apply(ev: ClusterEvent): Promise<void> {
+    if (ev.type === 'block-granted') return;
+    if (!this.joined) {
+      if (ev.type === 'join' && ev.member.id === this.selfId) {
+        this.joined = true;
+        if (ev.members.length === 1) {
+          await this.membershipChanged(ev.members);
+        } else {
+          this.members = sortNodes(ev.members.map((m) => decodeSdNode(Buffer.from(m.node))));
+          this.awaitingState = true;
+        }
+      }
+      return;
+    }
+    if (this.awaitingState) {
+      if (ev.type === 'notify') {
+        const msg = packr.unpack(ev.msg) as ClusterMsg;
+        if (msg.op === 'state' && msg.to === this.selfId) {
+          await this.installState(msg.state);
+          this.awaitingState = false;
+          const later = this.bufferedWhileJoining.splice(0);
+          for (const e of later) await this.apply(e);
+          return;
+        }
+      }
+      this.bufferedWhileJoining.push(ev);
+      return;
+    }
+    switch (ev.type) {
+      case 'join':
+        await this.membershipChanged(ev.members);
+        // The oldest member hands the joiner the cluster state as of this event.
+        if (ev.members[0]?.id === this.selfId) this.sendState(ev.member.id);
+        break;
+      case 'leave':
+        await this.membershipChanged(ev.members);
+        for (const v of this.vdis.values()) if (v.lockState !== 1) await this.vdiAsk(v.vid, { type: 'NODE_LEFT', node: ev.member.id });
+        break;
+      case 'notify':
+        await this.applyMsg(packr.unpack(ev.msg) as ClusterMsg | { op: 'noop'; origin: string; seq: number });
+        break;
+    }
+  }
+
+  private sendState(to: string): void {
+    const state: TransferState = {
+      status: this.status,
+      format: this.format,
+      epoch: this.epoch,
+      epochs: [...this.epochs].map(([e, v]) => [e, v.nodes.map((n) => encodeSdNode(n)), v.time.toString()]),
+      inUse: this.inUse.list(),
+      deleted: this.deleted.list(),
+      vdis: [...this.vdis.values()],
+    };
+    this.opts.driver.notify(packr.pack({ op: 'state', origin: this.selfId, seq: 0, to, state } satisfies ClusterMsg));
+  }
+
+  private async installState(s: TransferState): Promise<void> {
+    if (this.format.ctime !== 0n && s.format.ctime !== 0n && this.format.ctime !== s.format.ctime) {
+      this.log('warn', `joining a cluster formatted at ${s.format.ctime} while this store was formatted at ${this.format.ctime}: adopting the cluster's format`);
+      await this.store.wipe();
+    }
+    this.format = { ...s.format, ctime: BigInt(s.format.ctime) };
+    this.status = s.status;
+    this.epoch = s.epoch;
+    this.epochs.clear();
+    for (const [e, nodes, t] of s.epochs) this.epochs.set(e, { nodes: nodes.map((n) => decodeSdNode(Buffer.from(n))), time: BigInt(t) });
+    const current = this.epochs.get(this.epoch);
+    if (current) {
+      this.members = current.nodes;
+      this.rebuildRing();
+    }
+    this.inUse.clear();
+    for (const v of s.inUse) this.inUse.set(v);
+    this.deleted.clear();
+    for (const v of s.deleted) this.deleted.set(v);
+    this.vdis.clear();
+    for (const v of s.vdis) {
+      this.spawnVdi({ vid: v.vid, name: v.name, copies: v.copies, copyPolicy: v.copyPolicy, blockSizeShift: v.blockSizeShift, parentVid: v.parentVid, snapshot: v.snapshot });
+      if (v.deleted) await this.vdiAsk(v.vid, { type: 'DELETED' });
+      else if (v.lockState === 2 && v.lockOwner) await this.vdiAsk(v.vid, { type: 'LOCK', owner: v.lockOwner, shared: false });
+      else if (v.lockState === 3) for (const p of v.participants) await this.vdiAsk(v.vid, { type: 'LOCK', owner: p, shared: true });
+    }
+    if (this.format.ctime !== 0n) await this.persistFormat();
+    for (const [e, v] of this.epochs) await writeEpochFile(this.opts.dir, e, v.nodes, v.time);
+  }
+
+  private async membershipChanged(members: readonly Member[]): Promise<void> {
+    this.members = sortNodes(members.map((m) => decodeSdNode(Buffer.from(m.node))));
+    this.rebuildRing();
+    if (this.format.ctime === 0n) return; // epochs start at format
+    if (this.status === ClusterStatus.WAIT) this.status = ClusterStatus.OK;
+    await this.newEpoch();
+  }
+
+  private async newEpoch(): Promise<void> {
+    this.epoch++;
+    const time = BigInt(Math.floor(Date.now() / 1000));
+    this.epochs.set(this.epoch, { nodes: this.members, time });
+    await writeEpochFile(this.opts.dir, this.epoch, this.members, time);
+  }
+
+  rebuildRing(): void {
+    const storing = this.members.filter((n) => n.nrVnodes > 0);
+    this.ring = storing.length > 0 ? buildVnodeRing(this.members.map(toRingNode)) : null;
+  }
+
+  private async persistFormat(): Promise<void> {
+    await writeConfig(this.opts.dir, {
+      ctime: this.format.ctime,
+      flags: this.format.flags,
+      copies: this.format.copies,
+      store: this.format.store,
+      shutdown: this.status === ClusterStatus.SHUTDOWN,
+      copyPolicy: this.format.copyPolicy,
+      blockSizeShift: this.format.blockSizeShift,
+      space: this.self.space,
+    });
+  }
+
+  private async applyMsg(msg: ClusterMsg | { op: 'noop'; origin: string; seq: number }): Promise<void> {
+    let result: unknown = undefined;
+    switch (msg.op) {
+      case 'noop':
+        break;
+      case 'state':
+        break; // only for the joiner, handled above
+      case 'make_fs': {
+        await this.store.wipe();
+        for (const v of this.vdis.keys()) this.actors.stop({ kind: VDI_KIND, id: this.vdiActorId(v) });
+        this.vdis.clear();
+        this.inUse.clear();
+        this.deleted.clear();
+        this.format = { ...msg.format, ctime: BigInt(msg.format.ctime) };
+        this.status = ClusterStatus.OK;
+        this.epochs.clear();
+        this.epoch = 0;
+        await this.persistFormat();
+        await this.newEpoch();
+        break;
+      }
+      case 'new_vdi': {
+        this.inUse.set(msg.vdi.vid);
+        this.spawnVdi(msg.vdi);
+        if (msg.snapshotOf) await this.vdiAsk(msg.snapshotOf, { type: 'SNAPSHOTTED' });
+        result = this.vdis.get(msg.vdi.vid);
+        break;
+      }
+      case 'del_vdi':
+        this.deleted.set(msg.vid);
+        result = await this.vdiAsk(msg.vid, { type: 'DELETED' });
+        break;
+      case 'lock':
+        result = await this.vdiAsk(msg.vid, { type: 'LOCK', owner: msg.owner, shared: msg.shared });
+        break;
+      case 'release':
+        result = await this.vdiAsk(msg.vid, { type: 'UNLOCK', owner: msg.owner });
+        break;
+      case 'shutdown':
+        this.status = ClusterStatus.SHUTDOWN;
+        await this.persistFormat();
+        setImmediate(() => void this.stop('cluster shutdown'));
+        break;
+    }
+    if (msg.origin === this.selfId) {
+      const w = this.waiters.get(msg.seq);
+      this.waiters.delete(msg.seq);
+      w?.(result);
+    }
+  }
+
+  vdiActorId(vid: number): string {
+    return `${this.selfId}/${vid.toString(16)}`;
+  }
+
+  private spawnVdi(input: VdiInput): void {
+    const addr = { kind: VDI_KIND, id: this.vdiActorId(input.vid) };
+    if (this.vdis.has(input.vid)) this.actors.stop(addr);
+    this.actors.spawn(addr, input);
+    this.vdis.set(input.vid, { ...input, deleted: false, lockState: 1, lockOwner: null, participants: [] });
+  }
+
+  /** Asks a VDI actor and refreshes the projection from its answer. */
+  async vdiAsk(vid: number, event: { type: string; [k: string]: unknown }): Promise<{ ok: boolean; vdi: VdiSummary } | undefined> {
+    if (!this.vdis.has(vid)) return undefined;
+    const answer = await this.actors.ask<{ ok: boolean; vdi: VdiSummary }>({ kind: VDI_KIND, id: this.vdiActorId(vid) }, event);
+    this.vdis.set(vid, answer.vdi);
+    return answer;
+  }
+
+  /** Snapshot of a VDI request's header fields, for ops. */
+  readObj(req: IncomingRequest) {
+    return readObjReq(req.raw);
+  }
+
+  isLockingCluster(): boolean {
+    return (this.format.flags & ClusterFlag.USE_LOCK) !== 0;
+  }
+
+  flagWrite(req: IncomingRequest): boolean {
+    return (req.flags & Flag.CMD_WRITE) !== 0;
+  }
+
+  opName(op: number): string {
+    return Object.entries(Op).find(([, v]) => v === op)?.[0] ?? `0x${op.toString(16)}`;
+  }
+}
+
+/** An error that maps to a specific Sheepdog result code. */
+export class SheepError extends Error {
+  constructor(
+    readonly result: number,
+    message = `result 0x${result.toString(16)}`,
+  ) {
+    super(message);
+    this.name = 'SheepError';
+  }
+}
