@@ -1,0 +1,127 @@
+// Starts real sheep processes on loopback for tests, and offers small wire-protocol helpers.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { SheepClient } from '../src/client/sheep-client.js';
+import { Op, Res } from '../src/proto/constants.js';
+import { decodeSdNodes } from '../src/proto/structs.js';
+
+const BIN = new URL('../src/bin/', import.meta.url).pathname;
+
+export function randomPortBase(): number {
+  return 20000 + Math.floor(Math.random() * 400) * 100;
+}
+
+export async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
+  const start = Date.now();
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() - start > timeoutMs) throw new Error(`port ${port} did not open within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export interface SheepProcess {
+  readonly port: number;
+  readonly dir: string;
+  readonly zone: number;
+  child: ChildProcess;
+}
+
+/** A cluster of sheep processes using the local driver on a private hub socket. */
+export class LocalCluster {
+  readonly nodes: SheepProcess[] = [];
+  readonly hub: string;
+
+  constructor(
+    readonly baseDir: string,
+    readonly basePort: number,
+  ) {
+    this.hub = join(baseDir, 'hub.sock');
+  }
+
+  async startNode(i: number, extra: string[] = []): Promise<SheepProcess> {
+    const dir = join(this.baseDir, String(i));
+    const port = this.basePort + i;
+    const child = spawn(process.execPath, [join(BIN, 'sheep.js'), dir, '-p', String(port), '-z', String(i), '-c', `local:path=${this.hub}`, '-b', '127.0.0.1', '-f', ...extra], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr!.on('data', (d) => (stderr += d));
+    child.once('exit', (code) => {
+      if (code && code !== 0 && code !== 143) process.stderr.write(`sheep ${port} exited ${code}: ${stderr}\n`);
+    });
+    await waitForPort(port);
+    const node = { port, dir, zone: i, child };
+    this.nodes[i] = node;
+    return node;
+  }
+
+  async start(n: number, extra: string[] = []): Promise<void> {
+    for (let i = 0; i < n; i++) await this.startNode(i, extra);
+    await waitForMembers(this.basePort, n);
+  }
+
+  async kill(i: number, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const node = this.nodes[i];
+    if (!node || node.child.exitCode !== null) return;
+    const exited = new Promise((r) => node.child.once('exit', r));
+    node.child.kill(signal);
+    await exited;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.nodes.map((_, i) => this.kill(i)));
+  }
+}
+
+/** Waits until the node on `port` lists `n` members. */
+export async function waitForMembers(port: number, n: number, timeoutMs = 10_000): Promise<void> {
+  const start = Date.now();
+  for (;;) {
+    const c = await SheepClient.connect('127.0.0.1', port);
+    try {
+      const r = await c.request({ opcode: Op.GET_NODE_LIST, dataLength: 6144 * 80 });
+      if (r.raw.readUInt32LE(20) === n) return;
+    } finally {
+      c.close();
+    }
+    if (Date.now() - start > timeoutMs) throw new Error(`node ${port} did not see ${n} members within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export async function nodeList(c: SheepClient) {
+  const r = await c.request({ opcode: Op.GET_NODE_LIST, dataLength: 6144 * 80 });
+  return decodeSdNodes(r.data, r.raw.readUInt32LE(20), 0);
+}
+
+export function nameBuf(name: string, tag?: string): Buffer {
+  const b = Buffer.alloc(tag === undefined ? 256 : 512);
+  b.write(name, 0);
+  if (tag !== undefined) b.write(tag, 256);
+  return b;
+}
+
+export async function format(c: SheepClient, copies = 3, flags = 0): Promise<void> {
+  const r = await c.request({ opcode: Op.MAKE_FS, cluster: { copies, flags, blockSizeShift: 22 } }, Buffer.from('plain\0'));
+  if (r.result !== Res.SUCCESS) throw new Error(`format failed: 0x${r.result.toString(16)}`);
+}
+
+export async function createVdi(c: SheepClient, name: string, size: bigint, opts: { copies?: number; base?: number; snapid?: number } = {}): Promise<{ result: number; vid: number }> {
+  const r = await c.request({ opcode: Op.NEW_VDI, vdi: { vdiSize: size, copies: opts.copies ?? 0, baseVdiId: opts.base ?? 0, snapid: opts.snapid ?? 0 } }, nameBuf(name));
+  return { result: r.result, vid: r.raw.readUInt32LE(24) };
+}
+
+export async function vdiInfo(c: SheepClient, name: string, opts: { tag?: string; snapid?: number } = {}): Promise<{ result: number; vid: number }> {
+  const r = await c.request({ opcode: Op.GET_VDI_INFO, vdi: { snapid: opts.snapid ?? 0 } }, nameBuf(name, opts.tag));
+  return { result: r.result, vid: r.raw.readUInt32LE(24) };
+}
