@@ -4,7 +4,7 @@
 import { Flag, Op, Res, SD_INODE_DATA_VDI_ID_OFFSET, SD_INODE_HEADER_SIZE, resultString } from '../proto/constants.js';
 import { decodeInodeHeader } from '../proto/structs.js';
 import { vidToDataOid, vidToVdiOid } from '../proto/oid.js';
-import type { SheepClient } from './sheep-client.js';
+import type { SheepTransport as SheepClient } from './transport.js';
 
 export class VdiIoError extends Error {
   constructor(

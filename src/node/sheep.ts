@@ -10,7 +10,8 @@ import { ActorSystem } from '../runtime/system.js';
 import { HashPool } from '../runtime/hash-pool.js';
 import type { ClusterDriver, ClusterEvent, Member } from '../cluster/driver.js';
 import { ClusterFlag, ClusterStatus, Flag, isForceOp, Op, Res, SD_DEFAULT_BLOCK_SIZE_SHIFT, SD_INODE_SIZE, SD_PROTO_VER, SD_SHEEP_PROTO_VER } from '../proto/constants.js';
-import { encodeResponse, readObjReq, type RspInit } from '../proto/header.js';
+import { decodeReqHeader, decodeResponse, encodeRequest, encodeResponse, readObjReq, type ReqInit, type RspInit } from '../proto/header.js';
+import type { SheepResponse } from '../client/sheep-client.js';
 import { decodeSdNode, encodeSdNode, sortNodes, type SdNode } from '../proto/structs.js';
 import { buildVnodeRing, placeObject, toRingNode, type VnodeRing } from '../placement/ring.js';
 import { isDataObj, oidToVid, objectSize } from '../proto/oid.js';
@@ -192,6 +193,20 @@ export class Sheep {
   }
 
   // ---- requests ---------------------------------------------------------------------------------
+
+  /**
+   * Runs a request through this node's own handler without a socket: the same path a TCP client takes
+   * (version checks, cluster gate, gateway), for in-process front ends such as the NBD server.
+   */
+  async localRequest(init: ReqInit, data?: Uint8Array): Promise<SheepResponse> {
+    const payload = data ? Buffer.from(data.buffer, data.byteOffset, data.byteLength) : Buffer.alloc(0);
+    const raw = encodeRequest({ ...init, dataLength: data ? data.length : (init.dataLength ?? 0), flags: (init.flags ?? 0) | (data ? Flag.CMD_WRITE : 0) });
+    const req: IncomingRequest = { ...decodeReqHeader(raw), data: payload };
+    const reply = await this.handle(req);
+    const head = decodeResponse(reply.header);
+    const body = reply.data ? Buffer.from(reply.data.buffer, reply.data.byteOffset, reply.data.byteLength) : Buffer.alloc(0);
+    return { ...head, data: body };
+  }
 
   private async handle(req: IncomingRequest): Promise<Reply> {
     this.stats.requests++;
