@@ -119,6 +119,7 @@ export async function runStart(argv: string[], invokedAs: string): Promise<numbe
     vnodes: a.vnodes,
     driver: makeDriver(a.driver),
     actorWorkers: a.shards,
+    record: a.record ? resolve(a.record) : undefined,
     logLevel: a.logLevel,
     onStop: (why) => {
       process.stderr.write(`sheep stopped: ${why}\n`);
@@ -138,9 +139,13 @@ export async function runCluster(argv: string[]): Promise<number> {
   let nodes = 3;
   let port = 7000;
   let noSync = false;
+  let record: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    if (arg === '--nodes' || arg === '-N') nodes = intArg('--nodes', argv[++i], 1, 64);
+    if (arg === '--record') {
+      record = argv[++i];
+      if (!record) throw new UsageError('option --record requires a file');
+    } else if (arg === '--nodes' || arg === '-N') nodes = intArg('--nodes', argv[++i], 1, 64);
     else if (arg === '--port' || arg === '-p') port = intArg('--port', argv[++i], 1, 65535);
     else if (arg === '-n' || arg === '--nosync') noSync = true;
     else if (arg.startsWith('-')) throw new UsageError(`unknown option '${arg}'`);
@@ -149,7 +154,7 @@ export async function runCluster(argv: string[]): Promise<number> {
   if (!dir) throw new UsageError('a base directory is required: sheep-actors cluster DIR [--nodes N] [--port P]');
   if (port + nodes - 1 > 65535) throw new UsageError('ports run past 65535');
   const hub = new Hub();
-  const actors = await ActorSystem.start({ workers: 1, kindModules: [new URL('../actors/index.js', import.meta.url).href] });
+  const actors = await ActorSystem.start({ workers: 1, kindModules: [new URL('../actors/index.js', import.meta.url).href], record: record ? resolve(record) : undefined });
   const hashPool = new HashPool(1);
   const sheep: Sheep[] = [];
   for (let i = 0; i < nodes; i++) {
@@ -196,7 +201,9 @@ export async function runReplay(argv: string[]): Promise<number> {
 
 const USAGE = `Usage: sheep-actors <command> [options]
   start DIR [-p PORT] [-z ZONE] [-c DRIVER] [-y ADDR] [-b BIND] [-n] [-g] [-V N] [-l dir=,level=] [-P PIDFILE] [-f]
-  cluster DIR [--nodes N] [--port P] [-n]     N sheep in one process (ports P.., stores DIR/i, zones i)
+            [--shards N] [--record FILE]
+  cluster DIR [--nodes N] [--port P] [-n] [--record FILE]
+                                              N sheep in one process (ports P.., stores DIR/i, zones i)
   replay FILE                                 re-run a recorded event log and check it
 `;
 

@@ -37,6 +37,8 @@ export interface SheepOptions {
   /** Shared actor system (in-process clusters share one); otherwise the sheep starts its own. */
   readonly actors?: ActorSystem;
   readonly actorWorkers?: number;
+  /** Record every VDI actor input to this event log (sheep-actors replay FILE checks it). */
+  readonly record?: string;
   readonly hashPool?: HashPool;
   readonly logLevel?: number;
   readonly onStop?: (why: string) => void;
@@ -122,7 +124,9 @@ export class Sheep {
 
   async start(): Promise<void> {
     await this.store.init();
-    this.actors = this.opts.actors ?? (await ActorSystem.start({ workers: this.opts.actorWorkers ?? 1, kindModules: [new URL('../actors/index.js', import.meta.url).href] }));
+    this.actors =
+      this.opts.actors ??
+      (await ActorSystem.start({ workers: this.opts.actorWorkers ?? 1, kindModules: [new URL('../actors/index.js', import.meta.url).href], record: this.opts.record }));
     this.ownsActors = !this.opts.actors;
     this.hashPool = this.opts.hashPool ?? new HashPool(1);
     this.ownsHashPool = !this.opts.hashPool;
