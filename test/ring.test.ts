@@ -337,7 +337,7 @@ test(
   withTimeout(60_000, () =>
     withSeed(BASE_SEED ^ 0x4444, (seed) =>
       withWorkers(async (spawn) => {
-        const count = 2000;
+        const count = 3000; // phase 2 queues > 1024 writes: exercises backlog compaction
         const maxLen = 200;
         const ringSab = Ring.allocate(1024);
         const ring = new Ring(ringSab);
@@ -589,11 +589,23 @@ test(
     assert.match(String(err), /handler failed/);
     assert.not.ok(inbox.isRunning);
     const idle = new Inbox();
-    idle.channelSpec(1024);
+    const w2 = new ChannelWriter(idle.channelSpec(1024));
     const l2 = idle.start(() => {});
     await new Promise((r) => setTimeout(r, 5));
     await idle.stop();
     await l2;
+    // stop() not awaited, then an immediate restart: exactly one loop delivers, in order
+    const got: number[] = [];
+    const l3 = idle.start((m) => got.push((m as { i: number }).i));
+    const stopping = idle.stop();
+    const l4 = idle.start((m) => got.push((m as { i: number }).i));
+    for (let i = 0; i < 100; i++) w2.send({ i });
+    await stopping;
+    await l3;
+    while (got.length < 100) await new Promise((r) => setTimeout(r, 1));
+    await idle.stop();
+    await l4;
+    assert.equal(got, Array.from({ length: 100 }, (_, i) => i));
   }),
 );
 

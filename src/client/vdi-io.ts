@@ -28,6 +28,28 @@ async function indexEntry(c: SheepClient, vid: number, idx: number): Promise<num
   return r.data.readUInt32LE(0);
 }
 
+/**
+ * Allocation (create or copy-on-write, then the index update) of one object must not race another writer
+ * of the same object through the same client: the second create would replace the first's data. QEMU's
+ * driver serialized these per object; so do we, per transport.
+ */
+const allocating = new WeakMap<object, Map<string, Promise<void>>>();
+
+async function underAllocationLock<T>(c: object, key: string, fn: () => Promise<T>): Promise<T> {
+  let locks = allocating.get(c);
+  if (!locks) allocating.set(c, (locks = new Map()));
+  for (let held = locks.get(key); held; held = locks.get(key)) await held;
+  let release!: () => void;
+  const mine = new Promise<void>((r) => (release = r));
+  locks.set(key, mine);
+  try {
+    return await fn();
+  } finally {
+    locks.delete(key);
+    release();
+  }
+}
+
 /** Writes `data` at byte `offset` of VDI `vid`, object by object, with QEMU's copy-on-write rules. */
 export async function writeVdi(c: SheepClient, vid: number, offset: number, data: Uint8Array, blockSizeShift = 22): Promise<void> {
   const objSize = 2 ** blockSizeShift;
@@ -38,23 +60,27 @@ export async function writeVdi(c: SheepClient, vid: number, offset: number, data
     const inObj = pos % objSize;
     const len = Math.min(objSize - inObj, data.length - done);
     const chunk = data.subarray(done, done + len);
-    const owner = await indexEntry(c, vid, idx);
     const oid = vidToDataOid(vid, idx);
+    const overwrite = () => c.request({ opcode: Op.WRITE_OBJ, obj: { oid, offset: inObj } }, chunk);
     let r;
-    if (owner === vid) {
-      r = await c.request({ opcode: Op.WRITE_OBJ, obj: { oid, offset: inObj } }, chunk);
-    } else if (owner === 0) {
-      r = await c.request({ opcode: Op.CREATE_AND_WRITE_OBJ, obj: { oid, offset: inObj } }, chunk);
-    } else {
-      r = await c.request({ opcode: Op.CREATE_AND_WRITE_OBJ, flags: Flag.CMD_COW, obj: { oid, cowOid: vidToDataOid(owner, idx), offset: inObj } }, chunk);
+    if ((await indexEntry(c, vid, idx)) === vid) r = await overwrite();
+    else {
+      r = await underAllocationLock(c, `${vid}:${idx}`, async () => {
+        const owner = await indexEntry(c, vid, idx); // another writer may have allocated it meanwhile
+        if (owner === vid) return overwrite();
+        const created =
+          owner === 0
+            ? await c.request({ opcode: Op.CREATE_AND_WRITE_OBJ, obj: { oid, offset: inObj } }, chunk)
+            : await c.request({ opcode: Op.CREATE_AND_WRITE_OBJ, flags: Flag.CMD_COW, obj: { oid, cowOid: vidToDataOid(owner, idx), offset: inObj } }, chunk);
+        if (created.result !== Res.SUCCESS) return created;
+        const entry = Buffer.alloc(4);
+        entry.writeUInt32LE(vid, 0);
+        const u = await c.request({ opcode: Op.WRITE_OBJ, obj: { oid: vidToVdiOid(vid), offset: SD_INODE_DATA_VDI_ID_OFFSET + 4 * idx } }, entry);
+        if (u.result !== Res.SUCCESS) throw new VdiIoError(u.result, `updating index entry ${idx}`);
+        return created;
+      });
     }
     if (r.result !== Res.SUCCESS) throw new VdiIoError(r.result, `writing object ${oid.toString(16)}`);
-    if (owner !== vid) {
-      const entry = Buffer.alloc(4);
-      entry.writeUInt32LE(vid, 0);
-      const u = await c.request({ opcode: Op.WRITE_OBJ, obj: { oid: vidToVdiOid(vid), offset: SD_INODE_DATA_VDI_ID_OFFSET + 4 * idx } }, entry);
-      if (u.result !== Res.SUCCESS) throw new VdiIoError(u.result, `updating index entry ${idx}`);
-    }
     done += len;
   }
 }

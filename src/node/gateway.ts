@@ -7,23 +7,24 @@ import type { SdNode } from '../proto/structs.js';
 import { StoreError } from '../store/object-store.js';
 import { SheepError, type Sheep } from './sheep.js';
 
-const EPOCH_RETRIES = 20;
+/** How long a gateway request keeps retrying through membership changes before it reports an error. */
+const TRANSIENT_RETRY_MS = 30_000;
+const RETRY_DELAY_MS = 100;
 
-async function peerRequest(sheep: Sheep, node: SdNode, init: Parameters<import('../client/sheep-client.js').SheepClient['request']>[0], data?: Uint8Array) {
-  for (let attempt = 0; ; attempt++) {
-    let rsp;
-    try {
-      const c = await sheep.peers.get(node.nid.addr, node.nid.port);
-      rsp = await c.request({ ...init, epoch: sheep.epoch }, data);
-    } catch (err) {
-      sheep.log('warn', `peer ${node.nid.addr}:${node.nid.port} unreachable: ${(err as Error).message}`);
-      throw new SheepError(Res.NETWORK_ERROR);
-    }
-    if ((rsp.result === Res.OLD_NODE_VER || rsp.result === Res.NEW_NODE_VER) && attempt < EPOCH_RETRIES) {
-      await new Promise((r) => setTimeout(r, 50));
-      continue;
-    }
-    return rsp;
+type PeerInit = Parameters<import('../client/sheep-client.js').SheepClient['request']>[0];
+
+/** Results that a new epoch can cure: a dead peer, or a peer (or this node) at another epoch. */
+function isTransient(result: number): boolean {
+  return result === Res.NETWORK_ERROR || result === Res.OLD_NODE_VER || result === Res.NEW_NODE_VER;
+}
+
+async function peerRequest(sheep: Sheep, node: SdNode, init: PeerInit, data?: Uint8Array): Promise<number | { result: number; data: Buffer }> {
+  try {
+    const c = await sheep.peers.get(node.nid.addr, node.nid.port);
+    return await c.request({ ...init, epoch: sheep.epoch }, data);
+  } catch (err) {
+    sheep.log('warn', `peer ${node.nid.addr}:${node.nid.port} unreachable: ${(err as Error).message}`);
+    return Res.NETWORK_ERROR;
   }
 }
 
@@ -33,83 +34,125 @@ function storeResult(err: unknown): number {
   return Res.EIO;
 }
 
+/** Runs `attempt` until it succeeds or fails for a reason a newer epoch cannot fix. */
+async function withEpochRetry<T>(sheep: Sheep, what: string, attempt: () => Promise<T | { retry: number }>): Promise<T> {
+  const deadline = Date.now() + TRANSIENT_RETRY_MS;
+  for (;;) {
+    const r = await attempt();
+    if (!(r && typeof r === 'object' && 'retry' in (r as object))) return r as T;
+    const result = (r as { retry: number }).retry;
+    if (Date.now() > deadline) {
+      sheep.log('error', `${what}: giving up after ${TRANSIENT_RETRY_MS} ms (result 0x${result.toString(16)})`);
+      throw new SheepError(result === Res.NETWORK_ERROR ? Res.NETWORK_ERROR : Res.EIO);
+    }
+    await new Promise((res) => setTimeout(res, RETRY_DELAY_MS));
+  }
+}
+
+async function localRead(sheep: Sheep, oid: bigint, offset: number, length: number): Promise<Buffer> {
+  try {
+    return await sheep.store.read(oid, offset, length);
+  } catch (err) {
+    if (!(err instanceof StoreError && err.code === 'NO_OBJ')) throw err;
+    await sheep.recovery.waitFor(oid); // it may still be on its way here
+    return sheep.store.read(oid, offset, length);
+  }
+}
+
 export async function gatewayRead(sheep: Sheep, oid: bigint, offset: number, length: number, copies = 0): Promise<Buffer> {
-  const replicas = sheep.placement(oid, sheep.copiesOf(oid, copies));
-  if (replicas.length === 0) throw new SheepError(Res.NO_OBJ);
-  const ordered = [...replicas.filter((n) => sheep.isSelf(n)), ...replicas.filter((n) => !sheep.isSelf(n))];
-  let last: number = Res.NO_OBJ;
-  for (const node of ordered) {
-    if (sheep.isSelf(node)) {
-      try {
-        return await sheep.store.read(oid, offset, length);
-      } catch (err) {
-        last = storeResult(err);
+  return withEpochRetry(sheep, `read ${oid.toString(16)}`, async () => {
+    const replicas = sheep.placement(oid, sheep.copiesOf(oid, copies));
+    if (replicas.length === 0) throw new SheepError(Res.NO_OBJ);
+    const ordered = [...replicas.filter((n) => sheep.isSelf(n)), ...replicas.filter((n) => !sheep.isSelf(n))];
+    let last: number = Res.NO_OBJ;
+    let transient = 0;
+    for (const node of ordered) {
+      if (sheep.isSelf(node)) {
+        try {
+          return await localRead(sheep, oid, offset, length);
+        } catch (err) {
+          last = storeResult(err);
+          continue;
+        }
+      }
+      const rsp = await peerRequest(sheep, node, { opcode: Op.READ_PEER, dataLength: length, obj: { oid, offset } });
+      if (typeof rsp === 'number') {
+        transient = rsp;
         continue;
       }
-    }
-    try {
-      const rsp = await peerRequest(sheep, node, { opcode: Op.READ_PEER, dataLength: length, obj: { oid, offset } });
       if (rsp.result === Res.SUCCESS) {
         if (rsp.data.length >= length) return rsp.data;
         const out = Buffer.alloc(length);
         rsp.data.copy(out);
         return out;
       }
-      last = rsp.result;
-    } catch (err) {
-      last = storeResult(err);
+      if (isTransient(rsp.result)) transient = rsp.result;
+      else last = rsp.result;
     }
-  }
-  throw new SheepError(last);
+    if (transient) return { retry: transient };
+    throw new SheepError(last);
+  });
 }
 
 /** Writes (or creates) an object on every replica; all must succeed. */
 export async function gatewayWrite(sheep: Sheep, oid: bigint, data: Uint8Array, offset: number, create: boolean, copies = 0): Promise<void> {
-  const replicas = sheep.placement(oid, sheep.copiesOf(oid, copies));
-  if (replicas.length === 0) throw new SheepError(Res.NO_SPACE, 'no storing node');
   const size = sheep.objectSizeOf(oid);
   if (offset + data.length > size) throw new SheepError(Res.INVALID_PARMS);
-  const results = await Promise.all(
-    replicas.map(async (node) => {
-      if (sheep.isSelf(node)) {
-        try {
-          if (create) await sheep.store.create(oid, size, data, offset);
-          else await sheep.store.write(oid, data, offset);
-          return Res.SUCCESS;
-        } catch (err) {
-          return storeResult(err);
+  await withEpochRetry(sheep, `write ${oid.toString(16)}`, async () => {
+    const replicas = sheep.placement(oid, sheep.copiesOf(oid, copies));
+    if (replicas.length === 0) throw new SheepError(Res.NO_SPACE, 'no storing node');
+    const results = await Promise.all(
+      replicas.map(async (node) => {
+        if (sheep.isSelf(node)) {
+          try {
+            if (create) {
+              await sheep.recovery.supersede(oid);
+              await sheep.store.create(oid, size, data, offset);
+            } else {
+              await sheep.recovery.waitFor(oid);
+              await sheep.store.write(oid, data, offset);
+            }
+            return Res.SUCCESS;
+          } catch (err) {
+            return storeResult(err);
+          }
         }
-      }
-      try {
         const rsp = await peerRequest(sheep, node, { opcode: create ? Op.CREATE_AND_WRITE_PEER : Op.WRITE_PEER, obj: { oid, offset, copies } }, data);
-        return rsp.result;
-      } catch (err) {
-        return storeResult(err);
-      }
-    }),
-  );
-  const bad = results.find((r) => r !== Res.SUCCESS);
-  if (bad !== undefined) throw new SheepError(bad);
+        return typeof rsp === 'number' ? rsp : rsp.result;
+      }),
+    );
+    const transient = results.find(isTransient);
+    if (transient !== undefined) return { retry: transient };
+    const bad = results.find((r) => r !== Res.SUCCESS);
+    if (bad !== undefined) throw new SheepError(bad);
+    return undefined;
+  });
 }
 
 export async function gatewayRemove(sheep: Sheep, oid: bigint, copies = 0): Promise<void> {
-  const replicas = sheep.placement(oid, sheep.copiesOf(oid, copies));
-  const results = await Promise.all(
-    replicas.map(async (node) => {
-      if (sheep.isSelf(node)) {
-        try {
-          await sheep.store.remove(oid);
-          return Res.SUCCESS;
-        } catch (err) {
-          return storeResult(err);
+  await withEpochRetry(sheep, `remove ${oid.toString(16)}`, async () => {
+    const replicas = sheep.placement(oid, sheep.copiesOf(oid, copies));
+    const results = await Promise.all(
+      replicas.map(async (node) => {
+        if (sheep.isSelf(node)) {
+          try {
+            await sheep.recovery.supersede(oid);
+            await sheep.store.remove(oid);
+            return Res.SUCCESS;
+          } catch (err) {
+            return storeResult(err);
+          }
         }
-      }
-      const rsp = await peerRequest(sheep, node, { opcode: Op.REMOVE_PEER, obj: { oid } }).catch((e) => ({ result: storeResult(e) }));
-      return rsp.result;
-    }),
-  );
-  const bad = results.find((r) => r !== Res.SUCCESS && r !== Res.NO_OBJ);
-  if (bad !== undefined) throw new SheepError(bad);
+        const rsp = await peerRequest(sheep, node, { opcode: Op.REMOVE_PEER, obj: { oid } });
+        return typeof rsp === 'number' ? rsp : rsp.result;
+      }),
+    );
+    const transient = results.find(isTransient);
+    if (transient !== undefined) return { retry: transient };
+    const bad = results.find((r) => r !== Res.SUCCESS && r !== Res.NO_OBJ);
+    if (bad !== undefined) throw new SheepError(bad);
+    return undefined;
+  });
 }
 
 /**

@@ -83,17 +83,31 @@ export async function handleRequest(sheep: Sheep, req: IncomingRequest, rsp: Rsp
     case Op.WRITE_PEER:
     case Op.READ_PEER:
     case Op.REMOVE_PEER: {
-      if (req.epoch < sheep.epoch) return rsp({ result: Res.OLD_NODE_VER });
-      if (req.epoch > sheep.epoch) return rsp({ result: Res.NEW_NODE_VER });
       if (sheep.opts.gatewayOnly) return rsp({ result: Res.NO_SUPPORT });
       const o = sheep.readObj(req);
+      if (req.opcode === Op.READ_PEER && req.flags & Flag.CMD_RECOVERY) {
+        // Recovery reads take any copy this node has, current or stale, whatever the epoch.
+        const size = Math.min(req.dataLength, sheep.objectSizeOf(o.oid));
+        const data = await sheep.store.read(o.oid, o.offset, size).catch(() => sheep.store.readStale(o.oid, size));
+        return rsp({ result: ok, dataLength: size }, data);
+      }
+      if (req.epoch < sheep.epoch) return rsp({ result: Res.OLD_NODE_VER });
+      if (req.epoch > sheep.epoch) return rsp({ result: Res.NEW_NODE_VER });
       if (req.opcode === Op.READ_PEER) {
+        await sheep.recovery.waitFor(o.oid);
         const data = await sheep.store.read(o.oid, o.offset, req.dataLength);
         return rsp({ result: ok, dataLength: req.dataLength }, data);
       }
-      if (req.opcode === Op.REMOVE_PEER) await sheep.store.remove(o.oid);
-      else if (req.opcode === Op.CREATE_AND_WRITE_PEER) await sheep.store.create(o.oid, sheep.objectSizeOf(o.oid), req.data, o.offset);
-      else await sheep.store.write(o.oid, req.data, o.offset);
+      if (req.opcode === Op.REMOVE_PEER) {
+        await sheep.recovery.supersede(o.oid);
+        await sheep.store.remove(o.oid);
+      } else if (req.opcode === Op.CREATE_AND_WRITE_PEER) {
+        await sheep.recovery.supersede(o.oid);
+        await sheep.store.create(o.oid, sheep.objectSizeOf(o.oid), req.data, o.offset);
+      } else {
+        await sheep.recovery.waitFor(o.oid);
+        await sheep.store.write(o.oid, req.data, o.offset);
+      }
       return rsp({ result: ok });
     }
 
@@ -161,7 +175,15 @@ export async function handleRequest(sheep: Sheep, req: IncomingRequest, rsp: Rsp
       return rsp({ result: ok, dataLength: Math.min(req.dataLength, CLUSTER_INFO_SIZE) }, data);
     }
     case Op.STAT_RECOVERY:
-      return rsp({ result: ok, dataLength: req.dataLength }, encodeRecoveryState({ inRecovery: false, state: 0, nrFinished: 0n, nrTotal: 0n }));
+      return rsp({ result: ok, dataLength: req.dataLength }, encodeRecoveryState(sheep.recoveryState()));
+    case Op.FORCE_RECOVER:
+      if (sheep.status !== ClusterStatus.WAIT) return rsp({ result: Res.FORCE_RECOVER });
+      await sheep.broadcast((seq) => ({ op: 'force_recover', origin: sheep.selfId, seq }));
+      return rsp({ result: ok });
+    case Op.ENABLE_RECOVER:
+    case Op.DISABLE_RECOVER:
+      await sheep.broadcast((seq) => ({ op: 'recovery', origin: sheep.selfId, seq, enable: req.opcode === Op.ENABLE_RECOVER }));
+      return rsp({ result: ok });
     case Op.KILL_NODE:
       setImmediate(() => void sheep.stop('killed by KILL_NODE'));
       return rsp({ result: ok });
@@ -170,7 +192,11 @@ export async function handleRequest(sheep: Sheep, req: IncomingRequest, rsp: Rsp
       return rsp({ result: ok, dataLength: req.dataLength }, text);
     }
     case Op.GET_OBJ_LIST: {
-      const oids = sheep.opts.gatewayOnly ? [] : await sheep.store.list();
+      let oids = sheep.opts.gatewayOnly ? [] : await sheep.store.list();
+      if (req.flags & Flag.CMD_RECOVERY) {
+        const have = new Set(oids.map(String));
+        oids = oids.concat((await sheep.store.listStale()).filter((o) => !have.has(String(o))));
+      }
       const buf = Buffer.alloc(oids.length * 8);
       oids.forEach((o, i) => buf.writeBigUInt64LE(o, i * 8));
       if (buf.length > req.dataLength) return rsp({ result: Res.BUFFER_SMALL });

@@ -21,6 +21,9 @@ import { startServer, type IncomingRequest, type Reply } from './server.js';
 import { PeerPool } from './peers.js';
 import { readConfig, readEpochFiles, UNFORMATTED, VdiBitmap, writeConfig, writeEpochFile, type ClusterFormat, type StatusCode } from './cluster-state.js';
 import { handleRequest } from './ops.js';
+import { RecoveryWork } from './recovery.js';
+import { RECOVERY_KIND } from '../actors/recovery/machine.js';
+import type { Services } from '../runtime/actor-host.js';
 
 export interface SheepOptions {
   readonly dir: string;
@@ -52,6 +55,9 @@ export type ClusterMsg =
   | { op: 'lock'; origin: string; seq: number; vid: number; owner: string; shared: boolean }
   | { op: 'release'; origin: string; seq: number; vid: number; owner: string }
   | { op: 'shutdown'; origin: string; seq: number }
+  | { op: 'hello'; origin: string; seq: number; ctime: string; epoch: number; epochs: Array<[number, Uint8Array[], string]> }
+  | { op: 'force_recover'; origin: string; seq: number }
+  | { op: 'recovery'; origin: string; seq: number; enable: boolean }
   | { op: 'state'; origin: string; seq: number; to: string; state: TransferState };
 
 export interface TransferState {
@@ -98,6 +104,15 @@ export class Sheep {
   private readonly blockWaiters = new Map<number, () => void>();
   private stopped = false;
   readonly stats = { requests: 0 };
+  readonly recovery = new RecoveryWork(this);
+  /** Recovery settings: `dog cluster recover enable/disable`, throttling (`-R max=`). */
+  recoveryEnabled = true;
+  recoveryMaxInFlight = 8;
+  private recoveryActorEpoch = 0;
+  /** The epoch history this node had on disk at start (what it says in its hello while waiting). */
+  private diskEpochs = new Map<number, { nodes: SdNode[]; time: bigint }>();
+  /** While waiting for the last members after a restart: the newest epoch history any member reported. */
+  private waitBest: { epoch: number; epochs: Map<number, { nodes: SdNode[]; time: bigint }> } | null = null;
 
   constructor(readonly opts: SheepOptions) {
     this.store = new ObjectStore(opts.dir, { noSync: opts.noSync });
@@ -135,7 +150,10 @@ export class Sheep {
       this.format = { ctime: config.ctime, copies: config.copies, copyPolicy: config.copyPolicy, flags: config.flags, blockSizeShift: config.blockSizeShift, store: config.store || 'plain' };
       for (const [e, v] of await readEpochFiles(this.opts.dir)) this.epochs.set(e, v);
       this.epoch = Math.max(0, ...this.epochs.keys());
+      this.diskEpochs = new Map(this.epochs);
     }
+    registerRecoveryNode(this);
+    this.actors.provide(recoveryServices(this.actors));
     const free = this.opts.gatewayOnly ? 0n : await this.store.freeBytes();
     (this.self as { space: bigint }).space = this.opts.gatewayOnly ? 0n : free + (await this.store.usedBytes());
     this.server = await startServer(this.opts.port, this.opts.bind, {
@@ -152,6 +170,8 @@ export class Sheep {
     if (this.stopped) return;
     this.stopped = true;
     this.log('info', `sheep stopping: ${reason}`);
+    this.recovery.stop();
+    unregisterRecoveryNode(this);
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
     await this.opts.driver.leave().catch(() => undefined);
     this.peers.closeAll();
@@ -220,6 +240,10 @@ export class Sheep {
     };
     if (req.opcode >= 0x80 ? req.protoVer !== SD_SHEEP_PROTO_VER : req.protoVer > SD_PROTO_VER) return rsp({ result: Res.VER_MISMATCH });
     if (this.stopped) return rsp({ result: Res.SHUTDOWN });
+    if (req.opcode >= Op.CREATE_AND_WRITE_PEER && req.opcode <= Op.REMOVE_PEER && !(req.flags & Flag.CMD_RECOVERY) && (this.status !== ClusterStatus.OK || this.awaitingState)) {
+      // Not caught up with the cluster yet: to the sender this is a newer epoch than ours; it retries.
+      return rsp({ result: Res.NEW_NODE_VER });
+    }
     if (this.status === ClusterStatus.SHUTDOWN && !isForceOp(req.opcode)) return rsp({ result: Res.SHUTDOWN });
     if (this.status === ClusterStatus.WAIT && !isForceOp(req.opcode)) {
       return rsp({ result: this.format.ctime === 0n ? Res.WAIT_FOR_FORMAT : Res.WAIT_FOR_JOIN });
@@ -311,7 +335,14 @@ export class Sheep {
       if (ev.type === 'join' && ev.member.id === this.selfId) {
         this.joined = true;
         if (ev.members.length === 1) {
-          await this.membershipChanged(ev.members);
+          if (this.format.ctime !== 0n) {
+            // Restarting a formatted node: wait until the last epoch's members are back.
+            this.members = sortNodes(ev.members.map((m) => decodeSdNode(Buffer.from(m.node))));
+            this.rebuildRing();
+            this.status = ClusterStatus.WAIT;
+            this.waitBest = null;
+            this.sayHello();
+          } else await this.membershipChanged(ev.members);
         } else {
           this.members = sortNodes(ev.members.map((m) => decodeSdNode(Buffer.from(m.node))));
           this.awaitingState = true;
@@ -323,8 +354,18 @@ export class Sheep {
       if (ev.type === 'notify') {
         const msg = packr.unpack(ev.msg) as ClusterMsg;
         if (msg.op === 'state' && msg.to === this.selfId) {
+          if (this.format.ctime !== 0n && BigInt(msg.state.format.ctime) !== 0n && BigInt(msg.state.format.ctime) !== this.format.ctime) {
+            this.log('error', `refusing to join: this store belongs to a cluster created at ${this.format.ctime}, the running cluster was created at ${msg.state.format.ctime}`);
+            this.awaitingState = false;
+            setImmediate(() => void this.stop('join refused: different cluster creation time'));
+            return;
+          }
+          const wasFormatted = this.format.ctime !== 0n;
+          if (wasFormatted && (await this.store.list()).length > 0) this.recovery.suspectLocal = true;
           await this.installState(msg.state);
           this.awaitingState = false;
+          if (this.status === ClusterStatus.WAIT && wasFormatted) this.sayHello();
+          if (this.status === ClusterStatus.OK) this.startRecovery();
           const later = this.bufferedWhileJoining.splice(0);
           for (const e of later) await this.apply(e);
           return;
@@ -335,11 +376,23 @@ export class Sheep {
     }
     switch (ev.type) {
       case 'join':
+        if (this.status === ClusterStatus.WAIT && this.format.ctime !== 0n) {
+          this.members = sortNodes(ev.members.map((m) => decodeSdNode(Buffer.from(m.node))));
+          this.rebuildRing();
+          if (ev.members[0]?.id === this.selfId) this.sendState(ev.member.id);
+          await this.checkWaitOver();
+          break;
+        }
         await this.membershipChanged(ev.members);
         // The oldest member hands the joiner the cluster state as of this event.
         if (ev.members[0]?.id === this.selfId) this.sendState(ev.member.id);
         break;
       case 'leave':
+        if (this.status === ClusterStatus.WAIT && this.format.ctime !== 0n) {
+          this.members = sortNodes(ev.members.map((m) => decodeSdNode(Buffer.from(m.node))));
+          this.rebuildRing();
+          break;
+        }
         await this.membershipChanged(ev.members);
         for (const v of this.vdis.values()) if (v.lockState !== 1) await this.vdiAsk(v.vid, { type: 'NODE_LEFT', node: ev.member.id });
         break;
@@ -398,6 +451,69 @@ export class Sheep {
     if (this.format.ctime === 0n) return; // epochs start at format
     if (this.status === ClusterStatus.WAIT) this.status = ClusterStatus.OK;
     await this.newEpoch();
+    this.startRecovery();
+  }
+
+  /** Announces this node's own epoch history while the cluster waits for its last members. */
+  private sayHello(): void {
+    const epochs = [...this.diskEpochs].map(([e, v]) => [e, v.nodes.map((n) => encodeSdNode(n)), v.time.toString()] as [number, Uint8Array[], string]);
+    const epoch = Math.max(0, ...this.diskEpochs.keys());
+    this.opts.driver.notify(packr.pack({ op: 'hello', origin: this.selfId, seq: 0, ctime: this.format.ctime.toString(), epoch, epochs } satisfies ClusterMsg));
+  }
+
+  /** The cluster resumes once every member of the newest known epoch is back (or recovery is forced). */
+  private async checkWaitOver(force = false): Promise<void> {
+    if (this.status !== ClusterStatus.WAIT || this.format.ctime === 0n) return;
+    const best = this.waitBest;
+    if (!best && !force) return;
+    const last = best?.epochs.get(best.epoch);
+    const present = new Set(this.members.map((n) => `${n.nid.addr}:${n.nid.port}`));
+    if (!force && last && !last.nodes.every((n) => present.has(`${n.nid.addr}:${n.nid.port}`))) return;
+    const myEpoch = Math.max(0, ...this.diskEpochs.keys());
+    if (best && myEpoch < best.epoch) this.recovery.suspectLocal = true;
+    if (best) {
+      this.epochs.clear();
+      for (const [e, v] of best.epochs) this.epochs.set(e, v);
+      this.epoch = best.epoch;
+      for (const [e, v] of best.epochs) await writeEpochFile(this.opts.dir, e, v.nodes, v.time);
+    }
+    this.status = ClusterStatus.OK;
+    this.log('info', `cluster resumes at epoch ${this.epoch + 1} with ${this.members.length} nodes${force ? ' (forced)' : ''}`);
+    await this.persistFormat();
+    await this.newEpoch();
+    this.startRecovery();
+  }
+
+  /** One recovery job per epoch change: a newer epoch cancels the previous job. */
+  private startRecovery(): void {
+    if (this.opts.gatewayOnly) return;
+    this.recovery.beginEpoch(this.epoch);
+    if (this.recoveryActorEpoch) this.actors.tell({ kind: RECOVERY_KIND, id: `${this.selfId}/${this.recoveryActorEpoch}` }, { type: 'CANCEL' });
+    this.recoveryActorEpoch = this.epoch;
+    this.actors.spawn({ kind: RECOVERY_KIND, id: `${this.selfId}/${this.epoch}` }, { node: this.selfId, epoch: this.epoch, maxInFlight: this.recoveryMaxInFlight, paused: !this.recoveryEnabled });
+  }
+
+  /** SHA-1 (hex) of a whole local object, hashed off the main thread. */
+  async localHash(oid: bigint): Promise<string> {
+    const len = Math.min(this.objectSizeOf(oid), await this.store.size(oid));
+    const sab = new SharedArrayBuffer(Math.max(1, len));
+    await this.store.read(oid, 0, len, Buffer.from(sab, 0, len));
+    return this.hashPool.sha1Shared(sab, 0, len, len);
+  }
+
+  /** A data object no live VDI references (its VDI deleted, or its index entry moved on). */
+  async isOrphan(oid: bigint): Promise<boolean> {
+    if (!isDataObj(oid)) return false;
+    const vid = oidToVid(oid);
+    if (this.deleted.test(vid)) return true;
+    if (!this.inUse.test(vid)) return true;
+    return false;
+  }
+
+  /** Progress of the current recovery job, for STAT_RECOVERY. */
+  recoveryState(): { inRecovery: boolean; state: number; nrFinished: bigint; nrTotal: bigint } {
+    const p = this.recovery.snapshot();
+    return { inRecovery: this.recovery.active, state: this.recovery.active ? 1 : 0, nrFinished: BigInt(p.done + p.failed), nrTotal: BigInt(p.total) };
   }
 
   private async newEpoch(): Promise<void> {
@@ -463,6 +579,24 @@ export class Sheep {
       case 'release':
         result = await this.vdiAsk(msg.vid, { type: 'UNLOCK', owner: msg.owner });
         break;
+      case 'hello': {
+        if (this.status === ClusterStatus.WAIT && BigInt(msg.ctime) === this.format.ctime) {
+          if (!this.waitBest || msg.epoch > this.waitBest.epoch) {
+            const epochs = new Map<number, { nodes: SdNode[]; time: bigint }>();
+            for (const [e, nodes, t] of msg.epochs) epochs.set(e, { nodes: nodes.map((n) => decodeSdNode(Buffer.from(n))), time: BigInt(t) });
+            this.waitBest = { epoch: msg.epoch, epochs };
+          }
+          await this.checkWaitOver();
+        }
+        break;
+      }
+      case 'force_recover':
+        await this.checkWaitOver(true);
+        break;
+      case 'recovery':
+        this.recoveryEnabled = msg.enable;
+        if (this.recoveryActorEpoch) this.actors.tell({ kind: RECOVERY_KIND, id: `${this.selfId}/${this.recoveryActorEpoch}` }, { type: msg.enable ? 'RESUME' : 'PAUSE' });
+        break;
       case 'shutdown':
         this.status = ClusterStatus.SHUTDOWN;
         await this.persistFormat();
@@ -522,4 +656,45 @@ export class SheepError extends Error {
     super(message);
     this.name = 'SheepError';
   }
+}
+
+// ---- recovery services ------------------------------------------------------------------------------
+// The recovery actor of node N has id "N/epoch"; its effects run here, on the node's home thread.
+
+const recoveryNodes = new Map<string, Sheep>();
+
+function registerRecoveryNode(sheep: Sheep): void {
+  recoveryNodes.set(sheep.selfId, sheep);
+}
+
+function unregisterRecoveryNode(sheep: Sheep): void {
+  if (recoveryNodes.get(sheep.selfId) === sheep) recoveryNodes.delete(sheep.selfId);
+}
+
+function nodeOfActor(id: string): Sheep | undefined {
+  return recoveryNodes.get(id.slice(0, id.lastIndexOf('/')));
+}
+
+function recoveryServices(actors: ActorSystem): Services {
+  return {
+    'recovery.prepare': async (cmd, ctx) => {
+      const sheep = nodeOfActor(ctx.self.id);
+      if (!sheep) return { type: 'recovery.prepare.error', error: 'node gone' };
+      const total = await sheep.recovery.prepare(cmd.epoch as number);
+      return { type: 'recovery.prepare.done', total };
+    },
+    'recovery.run': async (cmd, ctx) => {
+      const sheep = nodeOfActor(ctx.self.id);
+      if (!sheep) return { type: 'recovery.run.error', error: 'node gone' };
+      const p = await sheep.recovery.run(cmd.epoch as number, cmd.maxInFlight as number, (prog) => actors.tell(ctx.self, { type: 'recovery.progress', done: prog.done, failed: prog.failed }));
+      return { type: 'recovery.run.done', done: p.done, failed: p.failed };
+    },
+    'recovery.stop': (cmd, ctx) => {
+      nodeOfActor(ctx.self.id)?.recovery.stop(cmd.epoch as number);
+    },
+    'recovery.finish': async (cmd, ctx) => {
+      await nodeOfActor(ctx.self.id)?.recovery.finish(cmd.epoch as number);
+      return { type: 'recovery.finish.done' };
+    },
+  };
 }

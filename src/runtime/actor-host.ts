@@ -131,8 +131,20 @@ export class ActorHost {
   private draining = false;
   private scheduled = false;
   private readonly stats = { delivered: 0, effects: 0, deadLetters: 0, failures: 0, restarts: 0 };
+  private readonly services = new Map<string, Service>();
 
-  constructor(private readonly opts: ActorHostOptions) {}
+  constructor(private readonly opts: ActorHostOptions) {
+    for (const [name, service] of Object.entries(opts.services ?? {})) this.services.set(name, service);
+  }
+
+  /** Adds services after start (a node registering its own, e.g. recovery I/O). */
+  provide(services: Services): void {
+    for (const [name, service] of Object.entries(services)) this.services.set(name, service);
+  }
+
+  service(name: string): Service | undefined {
+    return this.services.get(name);
+  }
 
   get shard(): number {
     return this.opts.shard;
@@ -286,7 +298,7 @@ export class ActorHost {
       router.reply(cmd.ask as number, cmd.value);
       return;
     }
-    const service = this.opts.services?.[cmd.type];
+    const service = this.services.get(cmd.type);
     if (!service) {
       if (router?.forwardEffect) return router.forwardEffect(hosted.address, cmd);
       this.report(hosted, new Error(`no service for effect "${cmd.type}"`), 'stopped');

@@ -18,6 +18,9 @@
 // the producer writes WRAP there and starts at 0.
 // Keeping frames <= capacity/2 guarantees any frame fits once the ring drains (skip + frame < cap).
 //
+// Usage contract (SPSC): per SharedArrayBuffer, exactly one Ring object produces and one
+// consumes (normally in two threads; same thread is fine). Nothing checks this at runtime.
+//
 // Memory ordering: payload bytes are plain writes; publishing is Atomics.store(HEAD) and reading
 // is Atomics.load(HEAD) (seq-cst), which orders the plain writes before the consumer's reads.
 // The same holds for TAIL in the other direction (slot reuse).
@@ -32,7 +35,7 @@ export const RING_MIN_CAPACITY = 1024;
 export const RING_MAX_CAPACITY = 1 << 30;
 
 const HEAD = 0; // Int32 index: byte 0
-const DOORBELL_OFFSET = 8; // built-in doorbell, bytes 8..15 (producer line)
+const DOORBELL_OFFSET = 8; // built-in doorbell, bytes 8..19 (producer line)
 const TAIL = 16; // Int32 index: byte 64
 const PRODUCER_WAITING = 17; // Int32 index: byte 68; set AND cleared by the producer only
 const WRAP = 0xffffffff;
@@ -103,6 +106,9 @@ export class Ring {
   private pendingHead = 0;
   private pumping = false;
 
+  private src: Uint8Array | null = null;
+  private readonly fillFromSrc = (dst: Uint8Array, off: number): void => dst.set(this.src!, off); // no closure per tryWrite
+
   // consumer-local state
   private draining = false;
 
@@ -125,7 +131,12 @@ export class Ring {
 
   /** Copy `bytes` into one frame. False if there is no room right now (or write()s are queued). */
   tryWrite(bytes: Uint8Array): boolean {
-    return this.tryWriteWith(bytes.length, (dst, off) => dst.set(bytes, off));
+    this.src = bytes;
+    try {
+      return this.tryWriteWith(bytes.length, this.fillFromSrc);
+    } finally {
+      this.src = null;
+    }
   }
 
   /**
@@ -256,6 +267,10 @@ export class Ring {
         if (ok) {
           this.pending[this.pendingHead++] = undefined as never;
           w.resolve();
+          if (this.pendingHead >= 1024 && this.pendingHead * 2 >= this.pending.length) {
+            this.pending.splice(0, this.pendingHead); // keep a long backlog from growing a sparse array
+            this.pendingHead = 0;
+          }
           continue;
         }
         // Trap 1: wait on the TAIL value seen INSIDE the failed attempt; a fresh read could miss a

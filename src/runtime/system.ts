@@ -281,7 +281,7 @@ export class ActorSystem {
     const home = new ShardRuntime(wiring(HOME_SHARD), { clock: opts.clock ?? new RealClock(), services: opts.services, onFailure: opts.onFailure });
     const report = opts.onFailure ?? ((r: FailureReport) => process.emitWarning(`actor ${r.address} failed (${r.error}); ${r.action}`));
     home.onFailureReport = report;
-    home.onForwardedEffect = (self, cmd) => runForwardedEffect(home, opts.services, self, cmd);
+    home.onForwardedEffect = (self, cmd) => runForwardedEffect(home, self, cmd);
     home.start();
 
     const workers: Worker[] = [];
@@ -323,6 +323,11 @@ export class ActorSystem {
     return this.home.shardOf(addr);
   }
 
+  /** Registers home-thread services (also used for effects forwarded from workers). */
+  provide(services: Services): void {
+    this.home.host.provide(services);
+  }
+
   /** Every actor on every shard with its state. */
   async inspect(): Promise<Array<{ shard: number; address: string; state: string }>> {
     const out = this.home.host.inspect().map((a) => ({ shard: HOME_SHARD, ...a }));
@@ -344,8 +349,8 @@ export class ActorSystem {
 }
 
 /** A worker's effect that only the home thread can run: run it here, send the result back as an event. */
-function runForwardedEffect(home: ShardRuntime, services: Services | undefined, self: Address, cmd: Command): void {
-  const service = services?.[cmd.type];
+function runForwardedEffect(home: ShardRuntime, self: Address, cmd: Command): void {
+  const service = home.host.service(cmd.type);
   const back = (ev: AnyEventObject | void) => ev && home.tell(self, ev);
   if (!service) return back({ type: `${cmd.type}.error`, error: `no service for effect "${cmd.type}"` });
   try {

@@ -239,6 +239,42 @@ export class ObjectStore {
     }
   }
 
+  /** The newest stale copy of an object (recovery may still need what this node moved aside). */
+  async readStale(oid: bigint, length: number): Promise<Buffer> {
+    const prefix = `${oidHex(oid)}.`;
+    const names = (await fsp.readdir(this.staleDir)).filter((n) => n.startsWith(prefix));
+    if (names.length === 0) throw new StoreError('NO_OBJ', `stale ${oidHex(oid)}: no such object`);
+    names.sort((a, b) => Number(b.slice(prefix.length)) - Number(a.slice(prefix.length)));
+    const path = join(this.staleDir, names[0]!);
+    try {
+      const fd = await p.open(path, fsc.O_RDONLY);
+      try {
+        const buf = Buffer.alloc(length);
+        let done = 0;
+        while (done < length) {
+          const n = await p.read(fd, buf, done, length - done, done);
+          if (n === 0) break;
+          done += n;
+        }
+        return buf;
+      } finally {
+        await p.close(fd);
+      }
+    } catch (err) {
+      throw mapFsError(err, `stale ${oidHex(oid)}`);
+    }
+  }
+
+  /** Object ids with a stale copy here. */
+  async listStale(): Promise<bigint[]> {
+    const out = new Set<bigint>();
+    for (const name of await fsp.readdir(this.staleDir)) {
+      const m = /^([0-9a-f]{16})\.\d+$/.exec(name);
+      if (m) out.add(BigInt(`0x${m[1]}`));
+    }
+    return [...out];
+  }
+
   /** Every object id stored here (not stale copies, not temporaries). */
   async list(): Promise<bigint[]> {
     const out: bigint[] = [];

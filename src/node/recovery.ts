@@ -1,0 +1,233 @@
+// The I/O side of recovery, run for the node's recovery actor: list the objects this node must hold at the
+// new epoch, pull the missing ones from nodes that have them (current copies, then stale ones), and move
+// copies it no longer owns aside. Requests that need an object still under recovery wait for it.
+import { Flag, Op, Res } from '../proto/constants.js';
+import type { SdNode } from '../proto/structs.js';
+import type { Sheep } from './sheep.js';
+
+const PROGRESS_EVERY = 16;
+
+export interface RecoveryProgress {
+  readonly total: number;
+  readonly done: number;
+  readonly failed: number;
+}
+
+export class RecoveryWork {
+  /** Objects still to pull in the current job. */
+  private pending = new Set<bigint>();
+  private readonly inFlight = new Map<bigint, Promise<void>>();
+  /** Where each object was seen when the job's list was made. */
+  private sources = new Map<bigint, SdNode[]>();
+  private order: bigint[] = [];
+  private epoch = 0;
+  private running = false;
+  /** Resolves when the current epoch's list is ready: until then any local object may still be missing. */
+  private preparing: Promise<void> | null = null;
+  private preparedResolve: (() => void) | null = null;
+  private stopRequested = false;
+  done = 0;
+  failed = 0;
+  total = 0;
+  /**
+   * Set when this node comes back after missing epochs: its local copies may predate writes made while it
+   * was away, so each is checked against a node that stayed (SHA-1) before it is served again.
+   */
+  suspectLocal = false;
+  /** Local objects awaiting that check (part of `pending`). */
+  private verify = new Set<bigint>();
+
+  constructor(private readonly sheep: Sheep) {}
+
+  isPending(oid: bigint): boolean {
+    return this.pending.has(oid);
+  }
+
+  get active(): boolean {
+    return this.pending.size > 0 || this.inFlight.size > 0;
+  }
+
+  /** Called synchronously at an epoch change, before any request of the new epoch can arrive. */
+  beginEpoch(epoch: number): void {
+    this.epoch = epoch;
+    this.preparedResolve?.();
+    this.preparing = new Promise<void>((r) => (this.preparedResolve = r));
+  }
+
+  private endPrepare(): void {
+    this.preparedResolve?.();
+    this.preparedResolve = null;
+    this.preparing = null;
+  }
+
+  /** Builds the list for `epoch`: every object any live node has that this node should hold but lacks. */
+  async prepare(epoch: number): Promise<number> {
+    try {
+      return await this.makeList(epoch);
+    } finally {
+      if (this.epoch === epoch) this.endPrepare();
+    }
+  }
+
+  private async makeList(epoch: number): Promise<number> {
+    this.epoch = epoch; // a previous run stops picking new objects once the epoch moves on
+    const sheep = this.sheep;
+    const mine = new Set((await sheep.store.list()).map((o) => o.toString()));
+    const seen = new Map<bigint, SdNode[]>();
+    await Promise.all(
+      sheep.members
+        .filter((n) => !sheep.isSelf(n) && n.nrVnodes > 0)
+        .map(async (n) => {
+          try {
+            const c = await sheep.peers.get(n.nid.addr, n.nid.port);
+            const r = await c.request({ opcode: Op.GET_OBJ_LIST, flags: Flag.CMD_RECOVERY, dataLength: 64 << 20, epoch });
+            if (r.result !== Res.SUCCESS) return;
+            for (let i = 0; i + 8 <= r.data.length; i += 8) {
+              const oid = r.data.readBigUInt64LE(i);
+              const list = seen.get(oid);
+              if (list) list.push(n);
+              else seen.set(oid, [n]);
+            }
+          } catch (err) {
+            sheep.log('warn', `recovery: cannot list objects of ${n.nid.addr}:${n.nid.port}: ${(err as Error).message}`);
+          }
+        }),
+    );
+    if (this.epoch !== epoch) return 0;
+    const wanted: bigint[] = [];
+    this.verify = new Set();
+    for (const [oid, holders] of seen) {
+      if (!sheep.placement(oid, sheep.copiesOf(oid)).some((n) => sheep.isSelf(n))) continue;
+      if (mine.has(oid.toString())) {
+        if (!this.suspectLocal) continue;
+        this.verify.add(oid);
+      }
+      wanted.push(oid);
+      this.sources.set(oid, holders);
+    }
+    if (this.suspectLocal) {
+      // Objects only this returning node has: deleted while it was away unless some inode still uses them.
+      for (const oid of await sheep.store.list()) if (!seen.has(oid) && (await sheep.isOrphan(oid))) await sheep.store.moveToStale(oid, epoch).catch(() => undefined);
+    }
+    // Inodes first: VDI metadata is what clients need before anything else.
+    wanted.sort((a, b) => (a >> 63n === b >> 63n ? 0 : a >> 63n ? -1 : 1));
+    this.order = wanted;
+    this.pending = new Set(wanted);
+    this.suspectLocal = false;
+    this.total = wanted.length;
+    this.done = 0;
+    this.failed = 0;
+    return wanted.length;
+  }
+
+  /** Pulls every pending object, `maxInFlight` at a time, reporting progress. */
+  async run(epoch: number, maxInFlight: number, progress: (p: RecoveryProgress) => void): Promise<RecoveryProgress> {
+    while (this.running) await new Promise((r) => setTimeout(r, 10));
+    this.running = true;
+    this.stopRequested = false;
+    try {
+      let next = 0;
+      const worker = async () => {
+        while (!this.stopRequested && this.epoch === epoch && next < this.order.length) {
+          const oid = this.order[next++]!;
+          if (!this.pending.has(oid)) continue;
+          await this.recover(oid);
+          if ((this.done + this.failed) % PROGRESS_EVERY === 0) progress(this.snapshot());
+        }
+      };
+      await Promise.all(Array.from({ length: Math.max(1, maxInFlight) }, worker));
+      return this.snapshot();
+    } finally {
+      this.running = false;
+    }
+  }
+
+  /** Stops the run of `epoch` (a cancelled job); a newer job is not affected. */
+  stop(epoch?: number): void {
+    if (epoch === undefined || epoch === this.epoch) this.stopRequested = true;
+  }
+
+  snapshot(): RecoveryProgress {
+    return { total: this.total, done: this.done, failed: this.failed };
+  }
+
+  /** Waits for an object still under recovery (pulling it now, ahead of the queue). */
+  async waitFor(oid: bigint): Promise<void> {
+    if (this.preparing) await this.preparing;
+    if (!this.pending.has(oid) && !this.inFlight.has(oid)) return;
+    await this.recover(oid);
+  }
+
+  /** A client create supersedes recovery of that object: let an in-flight pull finish first. */
+  async supersede(oid: bigint): Promise<void> {
+    if (this.preparing) await this.preparing;
+    const p = this.inFlight.get(oid);
+    if (p) await p.catch(() => undefined);
+    this.pending.delete(oid);
+  }
+
+  private recover(oid: bigint): Promise<void> {
+    const existing = this.inFlight.get(oid);
+    if (existing) return existing;
+    const p = this.pull(oid).finally(() => this.inFlight.delete(oid));
+    this.inFlight.set(oid, p);
+    return p;
+  }
+
+  private async pull(oid: bigint): Promise<void> {
+    const sheep = this.sheep;
+    if (!this.pending.has(oid)) return;
+    const size = sheep.objectSizeOf(oid);
+    const sources = this.sources.get(oid) ?? sheep.members.filter((n) => !sheep.isSelf(n));
+    if (this.verify.has(oid) && (await this.localMatches(oid, sources))) {
+      this.verify.delete(oid);
+      this.pending.delete(oid);
+      this.done++;
+      return;
+    }
+    for (const node of sources) {
+      try {
+        const c = await sheep.peers.get(node.nid.addr, node.nid.port);
+        const r = await c.request({ opcode: Op.READ_PEER, flags: Flag.CMD_RECOVERY, dataLength: size, epoch: sheep.epoch, obj: { oid } });
+        if (r.result !== Res.SUCCESS) continue;
+        if (!this.pending.has(oid)) return; // a client created it meanwhile
+        await sheep.store.create(oid, size, r.data, 0);
+        this.pending.delete(oid);
+        this.done++;
+        return;
+      } catch (err) {
+        sheep.log('warn', `recovery: pulling ${oid.toString(16)} from ${node.nid.addr}:${node.nid.port} failed: ${(err as Error).message}`);
+      }
+    }
+    this.pending.delete(oid);
+    this.failed++;
+    sheep.log('error', `recovery: no live copy of ${oid.toString(16).padStart(16, '0')} could be read`);
+  }
+
+  /** Does the local copy hash the same as a current holder's? (reuses a stale local copy when it does) */
+  private async localMatches(oid: bigint, sources: SdNode[]): Promise<boolean> {
+    const sheep = this.sheep;
+    for (const node of sources) {
+      try {
+        const c = await sheep.peers.get(node.nid.addr, node.nid.port);
+        const r = await c.request({ opcode: Op.GET_HASH, obj: { oid } });
+        if (r.result !== Res.SUCCESS) continue;
+        const theirs = r.raw.subarray(24, 44).toString('hex');
+        return theirs === (await sheep.localHash(oid));
+      } catch {
+        /* try the next holder */
+      }
+    }
+    return false;
+  }
+
+  /** After a job: copies this node holds but no longer owns go to obj/.stale (still served to recovery). */
+  async finish(epoch: number): Promise<void> {
+    const sheep = this.sheep;
+    if (this.epoch !== epoch || this.pending.size > 0) return;
+    for (const oid of await sheep.store.list()) {
+      if (sheep.placement(oid, sheep.copiesOf(oid)).some((n) => sheep.isSelf(n))) continue;
+      await sheep.store.moveToStale(oid, epoch).catch(() => undefined);
+    }
+  }
+}
