@@ -425,7 +425,7 @@ function statCluster(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Reply {
     const entry = sheep.epochs.get(e)!;
     const nodes = slots >= entry.nodes.length ? entry.nodes : [];
     encodeEpochLog(
-      { ctime: sheep.format.ctime, time: entry.time, epoch: e, disableRecovery: false, nrCopies: sheep.format.copies, copyPolicy: sheep.format.copyPolicy, flags: sheep.format.flags, drvName: sheep.opts.driver.name, nodes },
+      { ctime: sheep.format.ctime, time: entry.time, epoch: e, disableRecovery: false, nrCopies: sheep.format.copies, copyPolicy: sheep.format.copyPolicy, flags: sheep.format.flags, drvName: sheep.format.store, nodes },
       slots,
       out,
       i * recSize,

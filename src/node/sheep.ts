@@ -124,6 +124,8 @@ export class Sheep {
     };
     this.selfId = `${opts.addr}:${opts.port}`;
     this.logLevel = opts.logLevel ?? 6;
+    // Before format a node announces its vnode strategy (dog cluster format checks it on every node).
+    if (!opts.vnodes) this.format.flags |= ClusterFlag.AUTO_VNODES;
   }
 
   log(level: 'info' | 'warn' | 'error' | 'debug', msg: string): void {
