@@ -7,12 +7,14 @@ import { fileURLToPath } from 'node:url';
 import { Hub } from '../cluster/hub.js';
 import { InProcessDriver } from '../cluster/in-process.js';
 import { LocalDriver, DEFAULT_LOCAL_HUB } from '../cluster/local.js';
+import { ZooKeeperDriver, parseZooKeeperSpec } from '../cluster/zookeeper.js';
 import type { ClusterDriver } from '../cluster/driver.js';
 import { Sheep } from '../node/sheep.js';
 import { ActorSystem } from '../runtime/system.js';
 import { HashPool } from '../runtime/hash-pool.js';
 import { LogCorruptedError } from '../runtime/event-log.js';
 import { formatDivergence, replayLog } from '../runtime/replay.js';
+import { parseNbdAddress, startNbdForSheep } from '../nbd/server.js';
 
 export class UsageError extends Error {}
 
@@ -32,6 +34,8 @@ export interface StartArgs {
   foreground: boolean;
   record?: string;
   shards: number;
+  /** --nbd [HOST:]PORT: serve VDIs over NBD from this sheep */
+  nbd?: { host: string; port: number };
 }
 
 function intArg(flag: string, v: string | undefined, min: number, max: number): number {
@@ -73,6 +77,13 @@ export function parseStartArgs(argv: string[]): StartArgs {
       case '-f': case '--foreground': a.foreground = true; break;
       case '--record': { const v = next(); if (!v) throw new UsageError('option --record requires a file'); a.record = v; break; }
       case '--shards': a.shards = intArg('--shards', next(), 0, 64); break;
+      case '--nbd': {
+        const v = next();
+        const addr = v === undefined ? null : parseNbdAddress(v, '');
+        if (!addr) throw new UsageError(`option --nbd requires [HOST:]PORT, got '${v ?? ''}'`);
+        a.nbd = addr;
+        break;
+      }
       default:
         if (arg.startsWith('-')) throw new UsageError(`unknown option '${arg}'`);
         dirs.push(arg);
@@ -93,7 +104,25 @@ function makeDriver(spec: string): ClusterDriver {
       process.exit(1);
     });
   }
-  throw new UsageError(`cluster driver '${name}' is not available (drivers: local)`);
+  if (name === 'zookeeper') {
+    // zookeeper:HOST:PORT[,HOST:PORT...][,timeout=MS][,path=/BASE]. On session loss this sheep exits
+    // non-zero, as Sheepdog's does: the others have already removed it; a supervisor restarts it.
+    let spec;
+    try {
+      spec = parseZooKeeperSpec(rest.join(':'));
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+    return new ZooKeeperDriver({
+      ...spec,
+      log: (level, msg) => process.stderr.write(`${level}: ${msg}\n`),
+      onSessionLost: (err) => {
+        process.stderr.write(`zookeeper session lost (${err.message}): exiting; restart this sheep to rejoin\n`);
+        process.exit(1);
+      },
+    });
+  }
+  throw new UsageError(`cluster driver '${name}' is not available (drivers: local, zookeeper)`);
 }
 
 export async function runStart(argv: string[], invokedAs: string): Promise<number> {
@@ -127,6 +156,7 @@ export async function runStart(argv: string[], invokedAs: string): Promise<numbe
     },
   });
   await sheep.start();
+  if (a.nbd) await startNbdForSheep(sheep, { host: a.nbd.host || (a.bind === '0.0.0.0' || a.bind === '::' ? '127.0.0.1' : a.bind), port: a.nbd.port });
   if (a.pidFile) writeFileSync(a.pidFile, `${process.pid}\n`);
   const bye = () => void sheep.stop('signal').then(() => process.exit(0));
   process.on('SIGTERM', bye);
@@ -140,6 +170,7 @@ export async function runCluster(argv: string[]): Promise<number> {
   let port = 7000;
   let noSync = false;
   let record: string | undefined;
+  let nbdPort: number | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--record') {
@@ -147,6 +178,7 @@ export async function runCluster(argv: string[]): Promise<number> {
       if (!record) throw new UsageError('option --record requires a file');
     } else if (arg === '--nodes' || arg === '-N') nodes = intArg('--nodes', argv[++i], 1, 64);
     else if (arg === '--port' || arg === '-p') port = intArg('--port', argv[++i], 1, 65535);
+    else if (arg === '--nbd-port') nbdPort = intArg('--nbd-port', argv[++i], 1, 65535);
     else if (arg === '-n' || arg === '--nosync') noSync = true;
     else if (arg.startsWith('-')) throw new UsageError(`unknown option '${arg}'`);
     else dir = arg;
@@ -163,11 +195,14 @@ export async function runCluster(argv: string[]): Promise<number> {
     await s.start();
     sheep.push(s);
   }
+  const nbd = nbdPort === undefined ? null : await startNbdForSheep(sheep[0]!, { host: '127.0.0.1', port: nbdPort });
   process.stdout.write(`cluster of ${nodes} sheep on 127.0.0.1:${port}-${port + nodes - 1} (stores in ${resolve(dir)}/0..${nodes - 1})\n`);
+  if (nbd) process.stdout.write(`NBD exports on nbd://127.0.0.1:${nbd.port}/VDI (through sheep 127.0.0.1:${port})\n`);
   let stopping = false;
   const stopAll = async () => {
     if (stopping) return;
     stopping = true;
+    await nbd?.close();
     await Promise.all(sheep.map((s) => s.stop('cluster stop')));
     await actors.shutdown();
     await hashPool.close();
@@ -201,8 +236,8 @@ export async function runReplay(argv: string[]): Promise<number> {
 
 const USAGE = `Usage: sheep-actors <command> [options]
   start DIR [-p PORT] [-z ZONE] [-c DRIVER] [-y ADDR] [-b BIND] [-n] [-g] [-V N] [-l dir=,level=] [-P PIDFILE] [-f]
-            [--shards N] [--record FILE]
-  cluster DIR [--nodes N] [--port P] [-n] [--record FILE]
+            [--shards N] [--record FILE] [--nbd [HOST:]PORT]
+  cluster DIR [--nodes N] [--port P] [-n] [--record FILE] [--nbd-port Q]
                                               N sheep in one process (ports P.., stores DIR/i, zones i)
   replay FILE                                 re-run a recorded event log and check it
 `;

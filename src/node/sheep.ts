@@ -56,7 +56,7 @@ export type ClusterMsg =
   | { op: 'release'; origin: string; seq: number; vid: number; owner: string }
   | { op: 'shutdown'; origin: string; seq: number }
   | { op: 'hello'; origin: string; seq: number; ctime: string; epoch: number; epochs: Array<[number, Uint8Array[], string]> }
-  | { op: 'force_recover'; origin: string; seq: number }
+  | { op: 'resume'; origin: string; seq: number; force: boolean; epoch: number; epochs: Array<[number, Uint8Array[], string]> }
   | { op: 'recovery'; origin: string; seq: number; enable: boolean }
   | { op: 'state'; origin: string; seq: number; to: string; state: TransferState };
 
@@ -68,6 +68,8 @@ export interface TransferState {
   inUse: number[];
   deleted: number[];
   vdis: VdiSummary[];
+  /** While waiting after a restart: the newest epoch history reported so far. */
+  waitBest: { epoch: number; epochs: Array<[number, Uint8Array[], string]> } | null;
 }
 
 const packr = new Packr({ useRecords: false, int64AsType: 'bigint' } as never);
@@ -113,6 +115,9 @@ export class Sheep {
   private diskEpochs = new Map<number, { nodes: SdNode[]; time: bigint }>();
   /** While waiting for the last members after a restart: the newest epoch history any member reported. */
   private waitBest: { epoch: number; epochs: Map<number, { nodes: SdNode[]; time: bigint }> } | null = null;
+  /** Member ids in join order, as the driver reports them: the first is the oldest (the decider). */
+  private joinOrder: string[] = [];
+  private resumeSent = false;
 
   constructor(readonly opts: SheepOptions) {
     this.store = new ObjectStore(opts.dir, { noSync: opts.noSync });
@@ -333,6 +338,7 @@ export class Sheep {
 
   private async apply(ev: ClusterEvent): Promise<void> {
     if (ev.type === 'block-granted') return;
+    if (ev.type === 'join' || ev.type === 'leave') this.joinOrder = ev.members.map((m) => m.id);
     if (!this.joined) {
       if (ev.type === 'join' && ev.member.id === this.selfId) {
         this.joined = true;
@@ -382,7 +388,7 @@ export class Sheep {
           this.members = sortNodes(ev.members.map((m) => decodeSdNode(Buffer.from(m.node))));
           this.rebuildRing();
           if (ev.members[0]?.id === this.selfId) this.sendState(ev.member.id);
-          await this.checkWaitOver();
+          this.maybeResume();
           break;
         }
         await this.membershipChanged(ev.members);
@@ -393,6 +399,7 @@ export class Sheep {
         if (this.status === ClusterStatus.WAIT && this.format.ctime !== 0n) {
           this.members = sortNodes(ev.members.map((m) => decodeSdNode(Buffer.from(m.node))));
           this.rebuildRing();
+          this.maybeResume(); // the decider may have changed
           break;
         }
         await this.membershipChanged(ev.members);
@@ -413,6 +420,7 @@ export class Sheep {
       inUse: this.inUse.list(),
       deleted: this.deleted.list(),
       vdis: [...this.vdis.values()],
+      waitBest: this.waitBest ? { epoch: this.waitBest.epoch, epochs: [...this.waitBest.epochs].map(([e, v]) => [e, v.nodes.map((n) => encodeSdNode(n)), v.time.toString()]) } : null,
     };
     this.opts.driver.notify(packr.pack({ op: 'state', origin: this.selfId, seq: 0, to, state } satisfies ClusterMsg));
   }
@@ -424,6 +432,12 @@ export class Sheep {
     }
     this.format = { ...s.format, ctime: BigInt(s.format.ctime) };
     this.status = s.status;
+    this.waitBest = null;
+    if (s.waitBest) {
+      const epochs = new Map<number, { nodes: SdNode[]; time: bigint }>();
+      for (const [e, nodes, t] of s.waitBest.epochs) epochs.set(e, { nodes: nodes.map((n) => decodeSdNode(Buffer.from(n))), time: BigInt(t) });
+      this.waitBest = { epoch: s.waitBest.epoch, epochs };
+    }
     this.epoch = s.epoch;
     this.epochs.clear();
     for (const [e, nodes, t] of s.epochs) this.epochs.set(e, { nodes: nodes.map((n) => decodeSdNode(Buffer.from(n))), time: BigInt(t) });
@@ -463,24 +477,42 @@ export class Sheep {
     this.opts.driver.notify(packr.pack({ op: 'hello', origin: this.selfId, seq: 0, ctime: this.format.ctime.toString(), epoch, epochs } satisfies ClusterMsg));
   }
 
-  /** The cluster resumes once every member of the newest known epoch is back (or recovery is forced). */
-  private async checkWaitOver(force = false): Promise<void> {
-    if (this.status !== ClusterStatus.WAIT || this.format.ctime === 0n) return;
-    const best = this.waitBest;
-    if (!best && !force) return;
-    const last = best?.epochs.get(best.epoch);
+  private encodeEpochs(epochs: Map<number, { nodes: SdNode[]; time: bigint }>): Array<[number, Uint8Array[], string]> {
+    return [...epochs].map(([e, v]) => [e, v.nodes.map((n) => encodeSdNode(n)), v.time.toString()]);
+  }
+
+  /**
+   * While waiting after a restart, the oldest member decides: once every member of the newest epoch any
+   * node reported is back, it broadcasts `resume`, which every node applies at the same point in the order.
+   */
+  private maybeResume(): void {
+    if (this.status !== ClusterStatus.WAIT || this.format.ctime === 0n || this.resumeSent) return;
+    if (this.joinOrder[0] !== this.selfId || !this.waitBest) return;
+    const last = this.waitBest.epochs.get(this.waitBest.epoch);
     const present = new Set(this.members.map((n) => `${n.nid.addr}:${n.nid.port}`));
-    if (!force && last && !last.nodes.every((n) => present.has(`${n.nid.addr}:${n.nid.port}`))) return;
+    if (last && !last.nodes.every((n) => present.has(`${n.nid.addr}:${n.nid.port}`))) return;
+    this.resumeSent = true;
+    this.opts.driver.notify(packr.pack({ op: 'resume', origin: this.selfId, seq: 0, force: false, epoch: this.waitBest.epoch, epochs: this.encodeEpochs(this.waitBest.epochs) } satisfies ClusterMsg));
+  }
+
+  /** `dog cluster recover force`: resume now with whoever is here. */
+  forceResumeMessage(seq: number): ClusterMsg {
+    const best = this.waitBest ?? { epoch: Math.max(0, ...this.diskEpochs.keys()), epochs: this.diskEpochs };
+    return { op: 'resume', origin: this.selfId, seq, force: true, epoch: best.epoch, epochs: this.encodeEpochs(best.epochs) };
+  }
+
+  private async applyResume(msg: Extract<ClusterMsg, { op: 'resume' }>): Promise<void> {
+    if (this.status !== ClusterStatus.WAIT || this.format.ctime === 0n) return;
     const myEpoch = Math.max(0, ...this.diskEpochs.keys());
-    if (best && myEpoch < best.epoch) this.recovery.suspectLocal = true;
-    if (best) {
-      this.epochs.clear();
-      for (const [e, v] of best.epochs) this.epochs.set(e, v);
-      this.epoch = best.epoch;
-      for (const [e, v] of best.epochs) await writeEpochFile(this.opts.dir, e, v.nodes, v.time);
-    }
+    if (myEpoch < msg.epoch) this.recovery.suspectLocal = true;
+    this.epochs.clear();
+    for (const [e, nodes, t] of msg.epochs) this.epochs.set(e, { nodes: nodes.map((n) => decodeSdNode(Buffer.from(n))), time: BigInt(t) });
+    this.epoch = msg.epoch;
+    for (const [e, v] of this.epochs) await writeEpochFile(this.opts.dir, e, v.nodes, v.time);
     this.status = ClusterStatus.OK;
-    this.log('info', `cluster resumes at epoch ${this.epoch + 1} with ${this.members.length} nodes${force ? ' (forced)' : ''}`);
+    this.waitBest = null;
+    this.resumeSent = false;
+    this.log('info', `cluster resumes at epoch ${this.epoch + 1} with ${this.members.length} nodes${msg.force ? ' (forced)' : ''}`);
     await this.persistFormat();
     await this.newEpoch();
     this.startRecovery();
@@ -520,6 +552,7 @@ export class Sheep {
 
   private async newEpoch(): Promise<void> {
     this.epoch++;
+    this.log('info', `epoch ${this.epoch}: ${this.members.map((n) => `${n.nid.addr}:${n.nid.port}`).join(' ')}`);
     const time = BigInt(Math.floor(Date.now() / 1000));
     this.epochs.set(this.epoch, { nodes: this.members, time });
     await writeEpochFile(this.opts.dir, this.epoch, this.members, time);
@@ -588,12 +621,12 @@ export class Sheep {
             for (const [e, nodes, t] of msg.epochs) epochs.set(e, { nodes: nodes.map((n) => decodeSdNode(Buffer.from(n))), time: BigInt(t) });
             this.waitBest = { epoch: msg.epoch, epochs };
           }
-          await this.checkWaitOver();
+          this.maybeResume();
         }
         break;
       }
-      case 'force_recover':
-        await this.checkWaitOver(true);
+      case 'resume':
+        await this.applyResume(msg);
         break;
       case 'recovery':
         this.recoveryEnabled = msg.enable;
