@@ -72,7 +72,7 @@ export class LocalCluster {
 
   async kill(i: number, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     const node = this.nodes[i];
-    if (!node || node.child.exitCode !== null) return;
+    if (!node || node.child.exitCode !== null || node.child.signalCode !== null) return;
     const exited = new Promise((r) => node.child.once('exit', r));
     node.child.kill(signal);
     await exited;
@@ -124,4 +124,21 @@ export async function createVdi(c: SheepClient, name: string, size: bigint, opts
 export async function vdiInfo(c: SheepClient, name: string, opts: { tag?: string; snapid?: number } = {}): Promise<{ result: number; vid: number }> {
   const r = await c.request({ opcode: Op.GET_VDI_INFO, vdi: { snapid: opts.snapid ?? 0 } }, nameBuf(name, opts.tag));
   return { result: r.result, vid: r.raw.readUInt32LE(24) };
+}
+
+/** Waits until the node on `port` reports a running cluster (status OK) — a restarted node first syncs. */
+export async function waitForRunning(port: number, timeoutMs = 15_000): Promise<void> {
+  const { decodeClusterInfo } = await import('../src/proto/structs.js');
+  const start = Date.now();
+  for (;;) {
+    const c = await SheepClient.connect('127.0.0.1', port);
+    try {
+      const r = await c.request({ opcode: Op.CLUSTER_INFO, dataLength: 491568 });
+      if (decodeClusterInfo(r.data).status === 1) return;
+    } finally {
+      c.close();
+    }
+    if (Date.now() - start > timeoutMs) throw new Error(`node ${port} did not reach a running cluster within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }

@@ -14,7 +14,7 @@ import { oidToHex, vidToDataOid, vidToVdiOid } from '../src/proto/oid.js';
 import { decodeClusterInfo, decodeEpochLog, epochLogSize } from '../src/proto/structs.js';
 import { buildVnodeRing, placeObject, toRingNode } from '../src/placement/ring.js';
 import { hashVdiName } from '../src/placement/vdi-id.js';
-import { createVdi, format, LocalCluster, nameBuf, nodeList, randomPortBase, vdiInfo, waitForMembers } from './cluster-harness.js';
+import { createVdi, format, LocalCluster, nameBuf, nodeList, randomPortBase, vdiInfo, waitForMembers, waitForRunning } from './cluster-harness.js';
 import { removeDir, tempDir, withTimeout } from './helpers.js';
 
 const T = (fn: () => Promise<void>) => withTimeout(60_000, fn);
@@ -225,6 +225,7 @@ test('a restarted node rejoins with its objects and serves them', T(async () => 
   assert.ok((await readVdi(c, v.vid, 0, payload.length)).equals(payload), 'served with a node down');
   await cluster.startNode(2);
   await waitForMembers(cluster.basePort, 3);
+  await waitForRunning(cluster.basePort + 2);
   const x = await SheepClient.connect('127.0.0.1', cluster.basePort + 2);
   assert.ok((await readVdi(x, v.vid, 0, payload.length)).equals(payload), 'served through the restarted node');
   const local = await x.request({ opcode: Op.EXIST, obj: { oid: vidToDataOid(v.vid, 0) } });

@@ -76,7 +76,8 @@ async function withCluster(fn: (cluster: LocalCluster) => Promise<void>): Promis
     await fn(cluster);
   } finally {
     await cluster.stop();
-    removeDir(dir);
+    if (process.env.KEEP_TEST_DIRS) process.stderr.write(`kept ${dir}\n`);
+    else removeDir(dir);
   }
 }
 
@@ -149,7 +150,7 @@ test('SIGKILL 2 of 3: still readable; after they return, every object has 3 iden
     await format(c, 3);
     const { vid } = await createVdi(c, 'two-down', 32n << 20n);
     const data = Buffer.alloc(10 << 20);
-    for (let i = 0; i < data.length; i += 4) data.writeUInt32LE(i * 2654435761, i);
+    for (let i = 0; i < data.length; i += 4) data.writeUInt32LE(Math.imul(i, 2654435761) >>> 0, i);
     await writeVdi(c, vid, 0, data);
     await cluster.kill(1, 'SIGKILL');
     await cluster.kill(2, 'SIGKILL');

@@ -81,6 +81,9 @@ export class ReplicatedState {
   seq = -1;
   members: MemberState[] = [];
   locks: LockEntry[] = [];
+  /** Diagnostics (not replicated): duplicates dropped and events held back for their sender's order. */
+  duplicates = 0;
+  heldBack = 0;
 
   constructor(private readonly warn: (msg: string) => void = () => undefined) {}
 
@@ -111,7 +114,10 @@ export class ReplicatedState {
     switch (ev.t) {
       case 'join': {
         const old = this.find(ev.id);
-        if (old && old.inc === ev.inc) return; // a resent join
+        if (old && old.inc === ev.inc) {
+          this.duplicates++; // a resent join
+          return;
+        }
         if (old) this.remove(old, out); // a new incarnation replaces one whose leave is not in yet
         this.members.push({ id: ev.id, inc: ev.inc, node: ev.node, next: 1, held: [] });
         out({ type: 'join', member: { id: ev.id, node: ev.node }, members: this.memberList() });
@@ -125,8 +131,12 @@ export class ReplicatedState {
       default: {
         const m = this.find(ev.id, ev.inc);
         if (!m) return; // from a node that is not (or no longer) a member
-        if (ev.c < m.next) return; // duplicate (resent after a connection loss)
+        if (ev.c < m.next) {
+          this.duplicates++; // resent after a connection loss
+          return;
+        }
         if (ev.c > m.next) {
+          this.heldBack++;
           if (!m.held.some((h) => h.c === ev.c)) {
             m.held.push(ev);
             m.held.sort((a, b) => a.c - b.c);
@@ -137,7 +147,10 @@ export class ReplicatedState {
         m.next++;
         while (m.held.length > 0 && m.held[0]!.c <= m.next) {
           const h = m.held.shift()!;
-          if (h.c < m.next) continue;
+          if (h.c < m.next) {
+            this.duplicates++;
+            continue;
+          }
           this.run(m, h, out);
           m.next++;
         }
@@ -371,6 +384,8 @@ export class ZooKeeperDriver implements ClusterDriver {
   private memberAgain = false;
   private readonly leavesSent = new Set<string>();
   private retry: Outgoing[] = [];
+  /** Appends sent again after a connection loss (this session). */
+  resent = 0;
   private joinedWaiter: { resolve: () => void; reject: (e: Error) => void } | null = null;
   private timers: NodeJS.Timeout[] = [];
   private lastTick = 0;
@@ -404,6 +419,11 @@ export class ZooKeeperDriver implements ClusterDriver {
     return this.client?.getSessionTimeout() ?? this.sessionTimeoutMs;
   }
 
+  /** Diagnostics: resent appends, and duplicates dropped / events held back by the state machine. */
+  get stats(): { resent: number; duplicates: number; heldBack: number; logPosition: number } {
+    return { resent: this.resent, duplicates: this.state.duplicates, heldBack: this.state.heldBack, logPosition: this.state.seq };
+  }
+
   /** This member's incarnation (its ZooKeeper session id, hex). */
   get incarnation(): string {
     return this.inc;
@@ -427,6 +447,7 @@ export class ZooKeeperDriver implements ClusterDriver {
     this.leavesSent.clear();
     this.retry = [];
     this.reportedPos = -2;
+    this.resent = 0;
     const joined = new Promise<void>((resolve, reject) => (this.joinedWaiter = { resolve, reject }));
     joined.catch(() => undefined);
     try {
@@ -493,11 +514,9 @@ export class ZooKeeperDriver implements ClusterDriver {
 
   /** Test hook: closes the session without a leave, as if the process had died. */
   simulateCrash(): void {
-    const c = this.client;
     this.onEvent = null;
-    this.teardown();
+    this.teardown(); // closes the session: the server drops its ephemeral znode, no leave is appended
     this.phase = 'idle';
-    c?.close();
   }
 
   // ---- connection -------------------------------------------------------------------------------
@@ -507,7 +526,7 @@ export class ZooKeeperDriver implements ClusterDriver {
   }
 
   private requireSelf(): Member {
-    if ((this.phase !== 'joined' && this.phase !== 'joining') || !this.self) {
+    if (this.phase !== 'joined' || !this.self) {
       throw new Error(this.phase === 'lost' ? 'zookeeper driver: session lost' : 'zookeeper driver: not joined');
     }
     return this.self;
@@ -554,6 +573,7 @@ export class ZooKeeperDriver implements ClusterDriver {
     if (this.gen !== gen) return;
     this.log('info', 'reconnected (same session)');
     const again = this.retry.splice(0);
+    this.resent += again.length;
     for (const o of again) this.create(o, gen);
     this.kickQueue(gen);
     this.kickMembers(gen);
@@ -709,12 +729,20 @@ export class ZooKeeperDriver implements ClusterDriver {
     const c = code(err);
     if (c === Exception.CONNECTION_LOSS || c === Exception.OPERATION_TIMEOUT) {
       // Maybe created, maybe not: send again once reconnected; a duplicate is dropped by the state machine.
+      // Never resend from inside this callback: the client fails its pending requests before it marks
+      // itself disconnected, so a synchronous resend would be failed again, forever.
       this.retry.push(o);
-      if (this.client?.getState() === State.SYNC_CONNECTED) this.onReconnected(gen);
+      if (this.retry.length === 1) {
+        setTimeout(() => {
+          if (this.gen === gen && this.retry.length > 0 && this.client?.getState() === State.SYNC_CONNECTED) this.onReconnected(gen);
+        }, 500).unref();
+      }
       return;
     }
-    if (c === Exception.SESSION_EXPIRED) this.lose(new Error('zookeeper session expired'));
     o.reject(err instanceof Error ? err : new ZkError(err));
+    // Anything else (the session expired, the namespace was deleted under us...) leaves a hole in this
+    // sender's order that nothing would fill: stop rather than stall.
+    this.lose(new Error(c === Exception.SESSION_EXPIRED ? 'zookeeper session expired' : `appending to the event log failed: ${String(err)}`));
   }
 
   // ---- reading the log --------------------------------------------------------------------------

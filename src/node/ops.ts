@@ -178,7 +178,8 @@ export async function handleRequest(sheep: Sheep, req: IncomingRequest, rsp: Rsp
       return rsp({ result: ok, dataLength: req.dataLength }, encodeRecoveryState(sheep.recoveryState()));
     case Op.FORCE_RECOVER:
       if (sheep.status !== ClusterStatus.WAIT) return rsp({ result: Res.FORCE_RECOVER });
-      await sheep.broadcast((seq) => sheep.forceResumeMessage(seq));
+      const msg = await sheep.forceResumeMessage(sheep.nextSeq());
+      await sheep.broadcastMsg(msg);
       return rsp({ result: ok });
     case Op.ENABLE_RECOVER:
     case Op.DISABLE_RECOVER:

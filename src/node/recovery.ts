@@ -44,7 +44,7 @@ export class RecoveryWork {
   }
 
   get active(): boolean {
-    return this.pending.size > 0 || this.inFlight.size > 0;
+    return this.preparing !== null || this.running || this.pending.size > 0 || this.inFlight.size > 0;
   }
 
   /** Called synchronously at an epoch change, before any request of the new epoch can arrive. */
@@ -74,6 +74,7 @@ export class RecoveryWork {
     const sheep = this.sheep;
     const mine = new Set((await sheep.store.list()).map((o) => o.toString()));
     const seen = new Map<bigint, SdNode[]>();
+    let complete = true;
     await Promise.all(
       sheep.members
         .filter((n) => !sheep.isSelf(n) && n.nrVnodes > 0)
@@ -81,7 +82,10 @@ export class RecoveryWork {
           try {
             const c = await sheep.peers.get(n.nid.addr, n.nid.port);
             const r = await c.request({ opcode: Op.GET_OBJ_LIST, flags: Flag.CMD_RECOVERY, dataLength: 64 << 20, epoch });
-            if (r.result !== Res.SUCCESS) return;
+            if (r.result !== Res.SUCCESS) {
+              complete = false;
+              return;
+            }
             for (let i = 0; i + 8 <= r.data.length; i += 8) {
               const oid = r.data.readBigUInt64LE(i);
               const list = seen.get(oid);
@@ -89,6 +93,7 @@ export class RecoveryWork {
               else seen.set(oid, [n]);
             }
           } catch (err) {
+            complete = false;
             sheep.log('warn', `recovery: cannot list objects of ${n.nid.addr}:${n.nid.port}: ${(err as Error).message}`);
           }
         }),
@@ -105,7 +110,7 @@ export class RecoveryWork {
       wanted.push(oid);
       this.sources.set(oid, holders);
     }
-    if (this.suspectLocal) {
+    if (this.suspectLocal && complete) {
       // Objects only this returning node has: deleted while it was away unless some inode still uses them.
       for (const oid of await sheep.store.list()) if (!seen.has(oid) && (await sheep.isOrphan(oid))) await sheep.store.moveToStale(oid, epoch).catch(() => undefined);
     }
@@ -113,7 +118,7 @@ export class RecoveryWork {
     wanted.sort((a, b) => (a >> 63n === b >> 63n ? 0 : a >> 63n ? -1 : 1));
     this.order = wanted;
     this.pending = new Set(wanted);
-    this.suspectLocal = false;
+    if (complete) this.suspectLocal = false;
     this.total = wanted.length;
     this.done = 0;
     this.failed = 0;
@@ -226,7 +231,9 @@ export class RecoveryWork {
     const sheep = this.sheep;
     if (this.epoch !== epoch || this.pending.size > 0) return;
     for (const oid of await sheep.store.list()) {
-      if (sheep.placement(oid, sheep.copiesOf(oid)).some((n) => sheep.isSelf(n))) continue;
+      const where = sheep.placement(oid, sheep.copiesOf(oid));
+      if (where.some((n) => sheep.isSelf(n))) continue;
+      sheep.log('debug', `recovery: ${oid.toString(16).padStart(16, '0')} now belongs to ${where.map((n) => `${n.nid.addr}:${n.nid.port}`).join(',')}: moved to .stale`);
       await sheep.store.moveToStale(oid, epoch).catch(() => undefined);
     }
   }

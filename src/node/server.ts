@@ -119,9 +119,24 @@ function serveConnection(socket: Socket, hooks: ServerHooks): void {
   socket.on('error', () => socket.destroy());
 }
 
+const connections = new WeakMap<Server, Set<Socket>>();
+
+/** Stops listening and drops every open connection (peers keep theirs open forever otherwise). */
+export function stopServer(server: Server): Promise<void> {
+  const done = new Promise<void>((resolve) => server.close(() => resolve()));
+  for (const s of connections.get(server) ?? []) s.destroy();
+  return done;
+}
+
 export function startServer(port: number, host: string, hooks: ServerHooks): Promise<Server> {
   return new Promise((resolve, reject) => {
-    const server = createServer((s) => serveConnection(s, hooks));
+    const open = new Set<Socket>();
+    const server = createServer((s) => {
+      open.add(s);
+      s.once('close', () => open.delete(s));
+      serveConnection(s, hooks);
+    });
+    connections.set(server, open);
     server.once('error', reject);
     server.listen(port, host, () => {
       server.off('error', reject);

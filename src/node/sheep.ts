@@ -9,15 +9,16 @@ import { Packr } from 'msgpackr';
 import { ActorSystem } from '../runtime/system.js';
 import { HashPool } from '../runtime/hash-pool.js';
 import type { ClusterDriver, ClusterEvent, Member } from '../cluster/driver.js';
-import { ClusterFlag, ClusterStatus, Flag, isForceOp, Op, Res, SD_DEFAULT_BLOCK_SIZE_SHIFT, SD_INODE_SIZE, SD_PROTO_VER, SD_SHEEP_PROTO_VER } from '../proto/constants.js';
+import { ClusterFlag, ClusterStatus, Flag, isForceOp, Op, Res, SD_DEFAULT_BLOCK_SIZE_SHIFT, SD_INODE_HEADER_SIZE, SD_INODE_SIZE, SD_PROTO_VER, SD_SHEEP_PROTO_VER } from '../proto/constants.js';
 import { decodeReqHeader, decodeResponse, encodeRequest, encodeResponse, readObjReq, type ReqInit, type RspInit } from '../proto/header.js';
 import type { SheepResponse } from '../client/sheep-client.js';
 import { decodeSdNode, encodeSdNode, sortNodes, type SdNode } from '../proto/structs.js';
 import { buildVnodeRing, placeObject, toRingNode, type VnodeRing } from '../placement/ring.js';
-import { isDataObj, oidToVid, objectSize } from '../proto/oid.js';
+import { isDataObj, isVdiObj, oidToVid, objectSize } from '../proto/oid.js';
+import { decodeInodeHeader } from '../proto/structs.js';
 import { ObjectStore, StoreError } from '../store/object-store.js';
 import { VDI_KIND, type VdiInput, type VdiSummary } from '../actors/vdi/machine.js';
-import { startServer, type IncomingRequest, type Reply } from './server.js';
+import { startServer, stopServer, type IncomingRequest, type Reply } from './server.js';
 import { PeerPool } from './peers.js';
 import { readConfig, readEpochFiles, UNFORMATTED, VdiBitmap, writeConfig, writeEpochFile, type ClusterFormat, type StatusCode } from './cluster-state.js';
 import { handleRequest } from './ops.js';
@@ -56,7 +57,7 @@ export type ClusterMsg =
   | { op: 'release'; origin: string; seq: number; vid: number; owner: string }
   | { op: 'shutdown'; origin: string; seq: number }
   | { op: 'hello'; origin: string; seq: number; ctime: string; epoch: number; epochs: Array<[number, Uint8Array[], string]> }
-  | { op: 'resume'; origin: string; seq: number; force: boolean; epoch: number; epochs: Array<[number, Uint8Array[], string]> }
+  | { op: 'resume'; origin: string; seq: number; force: boolean; epoch: number; epochs: Array<[number, Uint8Array[], string]>; vdis: VdiInput[]; deleted: number[] }
   | { op: 'recovery'; origin: string; seq: number; enable: boolean }
   | { op: 'state'; origin: string; seq: number; to: string; state: TransferState };
 
@@ -179,7 +180,7 @@ export class Sheep {
     this.log('info', `sheep stopping: ${reason}`);
     this.recovery.stop();
     unregisterRecoveryNode(this);
-    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    if (this.server) await stopServer(this.server);
     await this.opts.driver.leave().catch(() => undefined);
     this.peers.closeAll();
     await this.store.close();
@@ -252,7 +253,8 @@ export class Sheep {
       return rsp({ result: Res.NEW_NODE_VER });
     }
     if (this.status === ClusterStatus.SHUTDOWN && !isForceOp(req.opcode)) return rsp({ result: Res.SHUTDOWN });
-    if (this.status === ClusterStatus.WAIT && !isForceOp(req.opcode)) {
+    const recoveryRead = (req.flags & Flag.CMD_RECOVERY) !== 0 && (req.opcode === Op.GET_OBJ_LIST || req.opcode === Op.READ_PEER);
+    if (this.status === ClusterStatus.WAIT && !isForceOp(req.opcode) && !recoveryRead) {
       return rsp({ result: this.format.ctime === 0n ? Res.WAIT_FOR_FORMAT : Res.WAIT_FOR_JOIN });
     }
     try {
@@ -307,6 +309,13 @@ export class Sheep {
 
   nextSeq(): number {
     return this.seq++;
+  }
+
+  /** Broadcasts a prepared message (its seq from nextSeq()) and waits for the local apply. */
+  async broadcastMsg<T>(msg: ClusterMsg): Promise<T> {
+    const applied = new Promise<unknown>((resolve) => this.waiters.set(msg.seq, resolve));
+    this.opts.driver.notify(packr.pack(msg));
+    return (await applied) as T;
   }
 
   private onClusterEvent(ev: ClusterEvent): void {
@@ -441,11 +450,9 @@ export class Sheep {
     this.epoch = s.epoch;
     this.epochs.clear();
     for (const [e, nodes, t] of s.epochs) this.epochs.set(e, { nodes: nodes.map((n) => decodeSdNode(Buffer.from(n))), time: BigInt(t) });
-    const current = this.epochs.get(this.epoch);
-    if (current) {
-      this.members = current.nodes;
-      this.rebuildRing();
-    }
+    // Members stay as the driver reported them at our join: a waiting cluster's last epoch is not its
+    // current membership.
+    this.rebuildRing();
     this.inUse.clear();
     for (const v of s.inUse) this.inUse.set(v);
     this.deleted.clear();
@@ -492,13 +499,68 @@ export class Sheep {
     const present = new Set(this.members.map((n) => `${n.nid.addr}:${n.nid.port}`));
     if (last && !last.nodes.every((n) => present.has(`${n.nid.addr}:${n.nid.port}`))) return;
     this.resumeSent = true;
-    this.opts.driver.notify(packr.pack({ op: 'resume', origin: this.selfId, seq: 0, force: false, epoch: this.waitBest.epoch, epochs: this.encodeEpochs(this.waitBest.epochs) } satisfies ClusterMsg));
+    const best = this.waitBest;
+    void this.collectVdis().then(
+      ({ vdis, deleted }) => this.opts.driver.notify(packr.pack({ op: 'resume', origin: this.selfId, seq: 0, force: false, epoch: best.epoch, epochs: this.encodeEpochs(best.epochs), vdis, deleted } satisfies ClusterMsg)),
+      (err) => {
+        this.resumeSent = false;
+        this.log('error', `cannot resume yet: reading VDI state failed: ${(err as Error).message}`);
+      },
+    );
   }
 
   /** `dog cluster recover force`: resume now with whoever is here. */
-  forceResumeMessage(seq: number): ClusterMsg {
+  async forceResumeMessage(seq: number): Promise<ClusterMsg> {
     const best = this.waitBest ?? { epoch: Math.max(0, ...this.diskEpochs.keys()), epochs: this.diskEpochs };
-    return { op: 'resume', origin: this.selfId, seq, force: true, epoch: best.epoch, epochs: this.encodeEpochs(best.epochs) };
+    const { vdis, deleted } = await this.collectVdis();
+    return { op: 'resume', origin: this.selfId, seq, force: true, epoch: best.epoch, epochs: this.encodeEpochs(best.epochs), vdis, deleted };
+  }
+
+  /**
+   * After a full restart nobody remembers the VDI bitmaps: rebuild them, as Sheepdog does, from the inode
+   * objects the members hold (a wiped inode = a deleted VDI).
+   */
+  private async collectVdis(): Promise<{ vdis: VdiInput[]; deleted: number[] }> {
+    const holders = new Map<bigint, SdNode[]>();
+    for (const n of this.members) {
+      if (n.nrVnodes === 0) continue;
+      let oids: bigint[];
+      if (this.isSelf(n)) oids = [...(await this.store.list()), ...(await this.store.listStale())];
+      else {
+        const c = await this.peers.get(n.nid.addr, n.nid.port);
+        const r = await c.request({ opcode: Op.GET_OBJ_LIST, flags: Flag.CMD_RECOVERY, dataLength: 64 << 20 });
+        if (r.result !== Res.SUCCESS) throw new Error(`node ${n.nid.addr}:${n.nid.port} did not list its objects (0x${r.result.toString(16)})`);
+        oids = Array.from({ length: r.data.length / 8 }, (_, i) => r.data.readBigUInt64LE(i * 8));
+      }
+      for (const oid of oids) if (isVdiObj(oid)) holders.set(oid, [...(holders.get(oid) ?? []), n]);
+    }
+    const vdis: VdiInput[] = [];
+    const deleted: number[] = [];
+    for (const [oid, nodes] of [...holders].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+      let header: Buffer | undefined;
+      for (const n of nodes) {
+        try {
+          if (this.isSelf(n)) header = await this.store.read(oid, 0, SD_INODE_HEADER_SIZE).catch(() => this.store.readStale(oid, SD_INODE_HEADER_SIZE));
+          else {
+            const c = await this.peers.get(n.nid.addr, n.nid.port);
+            const r = await c.request({ opcode: Op.READ_PEER, flags: Flag.CMD_RECOVERY, dataLength: SD_INODE_HEADER_SIZE, obj: { oid } });
+            if (r.result === Res.SUCCESS) header = r.data;
+          }
+          if (header) break;
+        } catch {
+          /* next holder */
+        }
+      }
+      const vid = oidToVid(oid);
+      if (!header) throw new Error(`no readable copy of inode ${vid.toString(16)}`);
+      const h = decodeInodeHeader(header);
+      if (h.name === '') {
+        deleted.push(vid);
+        continue;
+      }
+      vdis.push({ vid, name: h.name, copies: h.nrCopies, copyPolicy: h.copyPolicy, blockSizeShift: h.blockSizeShift, parentVid: h.parentVdiId, snapshot: h.snapCtime !== 0n });
+    }
+    return { vdis, deleted };
   }
 
   private async applyResume(msg: Extract<ClusterMsg, { op: 'resume' }>): Promise<void> {
@@ -509,6 +571,18 @@ export class Sheep {
     for (const [e, nodes, t] of msg.epochs) this.epochs.set(e, { nodes: nodes.map((n) => decodeSdNode(Buffer.from(n))), time: BigInt(t) });
     this.epoch = msg.epoch;
     for (const [e, v] of this.epochs) await writeEpochFile(this.opts.dir, e, v.nodes, v.time);
+    this.inUse.clear();
+    this.deleted.clear();
+    for (const vid of this.vdis.keys()) this.actors.stop({ kind: VDI_KIND, id: this.vdiActorId(vid) });
+    this.vdis.clear();
+    for (const v of msg.vdis) {
+      this.inUse.set(v.vid);
+      this.spawnVdi(v);
+    }
+    for (const vid of msg.deleted) {
+      this.inUse.set(vid);
+      this.deleted.set(vid);
+    }
     this.status = ClusterStatus.OK;
     this.waitBest = null;
     this.resumeSent = false;
