@@ -50,13 +50,9 @@ async function withEpochRetry<T>(sheep: Sheep, what: string, attempt: () => Prom
 }
 
 async function localRead(sheep: Sheep, oid: bigint, offset: number, length: number): Promise<Buffer> {
-  try {
-    return await sheep.store.read(oid, offset, length);
-  } catch (err) {
-    if (!(err instanceof StoreError && err.code === 'NO_OBJ')) throw err;
-    await sheep.recovery.waitFor(oid); // it may still be on its way here
-    return sheep.store.read(oid, offset, length);
-  }
+  // While recovery runs, the local copy may be missing or outdated (a returning node): wait for it.
+  await sheep.recovery.waitFor(oid);
+  return sheep.store.read(oid, offset, length);
 }
 
 export async function gatewayRead(sheep: Sheep, oid: bigint, offset: number, length: number, copies = 0): Promise<Buffer> {

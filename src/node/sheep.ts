@@ -59,7 +59,7 @@ export type ClusterMsg =
   | { op: 'hello'; origin: string; seq: number; ctime: string; epoch: number; epochs: Array<[number, Uint8Array[], string]> }
   | { op: 'resume'; origin: string; seq: number; force: boolean; epoch: number; epochs: Array<[number, Uint8Array[], string]>; vdis: VdiInput[]; deleted: number[] }
   | { op: 'recovery'; origin: string; seq: number; enable: boolean }
-  | { op: 'state'; origin: string; seq: number; to: string; state: TransferState };
+  | { op: 'state'; origin: string; seq: number; to: string; since: number; state: TransferState };
 
 export interface TransferState {
   status: StatusCode;
@@ -118,6 +118,8 @@ export class Sheep {
   private waitBest: { epoch: number; epochs: Map<number, { nodes: SdNode[]; time: bigint }> } | null = null;
   /** Member ids in join order, as the driver reports them: the first is the oldest (the decider). */
   private joinOrder: string[] = [];
+  /** Joiners that have not received their state yet, with how many events we applied since their join. */
+  private readonly joinersAwaitingState = new Map<string, { count: number; owner: string }>();
   private resumeSent = false;
 
   constructor(readonly opts: SheepOptions) {
@@ -367,6 +369,7 @@ export class Sheep {
       }
       return;
     }
+    const resendState = this.awaitingState ? [] : this.trackJoiners(ev);
     if (this.awaitingState) {
       if (ev.type === 'notify') {
         const msg = packr.unpack(ev.msg) as ClusterMsg;
@@ -381,9 +384,13 @@ export class Sheep {
           if (wasFormatted && (await this.store.list()).length > 0) this.recovery.suspectLocal = true;
           await this.installState(msg.state);
           this.awaitingState = false;
+          // Running only from here, together with the recovery job: a returning node must not serve its
+          // possibly outdated copies before recovery has listed what to check.
+          this.status = msg.state.status;
           if (this.status === ClusterStatus.WAIT && wasFormatted) this.sayHello();
           if (this.status === ClusterStatus.OK) this.startRecovery();
-          const later = this.bufferedWhileJoining.splice(0);
+          // The sender had already applied `since` of the events we buffered after our join.
+          const later = this.bufferedWhileJoining.splice(0).slice(msg.since);
           for (const e of later) await this.apply(e);
           return;
         }
@@ -408,11 +415,13 @@ export class Sheep {
         if (this.status === ClusterStatus.WAIT && this.format.ctime !== 0n) {
           this.members = sortNodes(ev.members.map((m) => decodeSdNode(Buffer.from(m.node))));
           this.rebuildRing();
+          for (const [joiner, since] of resendState) this.sendState(joiner, since);
           this.maybeResume(); // the decider may have changed
           break;
         }
         await this.membershipChanged(ev.members);
         for (const v of this.vdis.values()) if (v.lockState !== 1) await this.vdiAsk(v.vid, { type: 'NODE_LEFT', node: ev.member.id });
+        for (const [joiner, since] of resendState) this.sendState(joiner, since);
         break;
       case 'notify':
         await this.applyMsg(packr.unpack(ev.msg) as ClusterMsg | { op: 'noop'; origin: string; seq: number });
@@ -420,7 +429,28 @@ export class Sheep {
     }
   }
 
-  private sendState(to: string): void {
+  /**
+   * For each joiner still waiting for its state: who owes it (the oldest member at its join) and how many
+   * events we applied since. If the owner leaves first, the new oldest member sends the state instead,
+   * saying how many of the joiner's buffered events it already includes. Returns joiners to serve now.
+   */
+  private trackJoiners(ev: ClusterEvent): Array<[string, number]> {
+    const resend: Array<[string, number]> = [];
+    if (ev.type === 'block-granted') return resend;
+    for (const j of this.joinersAwaitingState.values()) j.count++;
+    if (ev.type === 'join' && ev.member.id !== this.selfId) this.joinersAwaitingState.set(ev.member.id, { count: 0, owner: ev.members[0]?.id ?? '' });
+    if (ev.type === 'leave') {
+      this.joinersAwaitingState.delete(ev.member.id);
+      for (const [id, j] of this.joinersAwaitingState) {
+        if (j.owner !== ev.member.id) continue;
+        j.owner = ev.members[0]?.id ?? '';
+        if (j.owner === this.selfId) resend.push([id, j.count]);
+      }
+    }
+    return resend;
+  }
+
+  private sendState(to: string, since = 0): void {
     const state: TransferState = {
       status: this.status,
       format: this.format,
@@ -431,7 +461,7 @@ export class Sheep {
       vdis: [...this.vdis.values()],
       waitBest: this.waitBest ? { epoch: this.waitBest.epoch, epochs: [...this.waitBest.epochs].map(([e, v]) => [e, v.nodes.map((n) => encodeSdNode(n)), v.time.toString()]) } : null,
     };
-    this.opts.driver.notify(packr.pack({ op: 'state', origin: this.selfId, seq: 0, to, state } satisfies ClusterMsg));
+    this.opts.driver.notify(packr.pack({ op: 'state', origin: this.selfId, seq: 0, to, since, state } satisfies ClusterMsg));
   }
 
   private async installState(s: TransferState): Promise<void> {
@@ -440,7 +470,6 @@ export class Sheep {
       await this.store.wipe();
     }
     this.format = { ...s.format, ctime: BigInt(s.format.ctime) };
-    this.status = s.status;
     this.waitBest = null;
     if (s.waitBest) {
       const epochs = new Map<number, { nodes: SdNode[]; time: bigint }>();
@@ -656,7 +685,8 @@ export class Sheep {
       case 'noop':
         break;
       case 'state':
-        break; // only for the joiner, handled above
+        this.joinersAwaitingState.delete(msg.to); // served (the joiner itself handled it above)
+        break;
       case 'make_fs': {
         await this.store.wipe();
         for (const v of this.vdis.keys()) this.actors.stop({ kind: VDI_KIND, id: this.vdiActorId(v) });
