@@ -42,9 +42,11 @@ export class LocalCluster {
   readonly nodes: SheepProcess[] = [];
   readonly hub: string;
 
+  /** `driver`: a sheep -c value; default the local driver on a private hub socket. */
   constructor(
     readonly baseDir: string,
     readonly basePort: number,
+    readonly driver?: string,
   ) {
     this.hub = join(baseDir, 'hub.sock');
   }
@@ -52,7 +54,7 @@ export class LocalCluster {
   async startNode(i: number, extra: string[] = []): Promise<SheepProcess> {
     const dir = join(this.baseDir, String(i));
     const port = this.basePort + i;
-    const child = spawn(process.execPath, [join(BIN, 'sheep.js'), dir, '-p', String(port), '-z', String(i), '-c', `local:path=${this.hub}`, '-b', '127.0.0.1', '-f', ...extra], {
+    const child = spawn(process.execPath, [join(BIN, 'sheep.js'), dir, '-p', String(port), '-z', String(i), '-c', this.driver ?? `local:path=${this.hub}`, '-b', '127.0.0.1', '-f', ...extra], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';
