@@ -352,5 +352,7 @@ export async function main(): Promise<BenchResult[]> {
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const { runActorCases } = await import('./actor-cases.js');
+  registerCases(runActorCases);
   await main();
 }

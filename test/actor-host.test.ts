@@ -113,4 +113,12 @@ test('a recorded run replays to the same transitions and digest', timed(async ()
   }
 }));
 
+test('crc32 in JS equals zlib.crc32 for every length up to 1 KiB', timed(async () => {
+  const { crc32 } = await import('../src/runtime/crc32.js');
+  const { crc32: native } = await import('node:zlib');
+  const buf = Buffer.alloc(1024);
+  for (let i = 0; i < buf.length; i++) buf[i] = (i * 131 + 7) & 0xff;
+  for (let n = 0; n <= buf.length; n++) assert.is(crc32(buf.subarray(0, n)), native(buf.subarray(0, n)), `length ${n}`);
+}));
+
 test.run();

@@ -109,7 +109,11 @@ test('a recorded cluster run replays; a tampered log diverges; a truncated log i
       changed = i;
       (body as { ev: unknown }).ev = { ...ev, type: 'UNLOCK' };
     }
-    w.append(body as never);
+    const b = body as { k: string; t: number; a: string; st: string; ev?: unknown; id?: number };
+    const parts = () => ({ sv: b.st.slice(0, b.st.lastIndexOf(':')), fp: parseInt(b.st.slice(b.st.lastIndexOf(':') + 1), 16) });
+    if (b.k === 'in') w.appendInput(b.t, b.a, b.ev, parts());
+    else if (b.k === 'timer') w.appendTimer(b.t, b.a, b.id!, parts());
+    else w.append(body as never);
     w.flush();
   });
   for (const w of writers.values()) w.close();

@@ -7,11 +7,12 @@
 // the state it led to, so the run can be replayed and checked. Failing actors are never dropped silently:
 // every root actor has an error subscriber and a supervision policy.
 import { createHash } from 'node:crypto';
+import { fingerprint } from './fingerprint.js';
 import { createActor, type AnyActorRef, type AnyEventObject } from 'xstate';
-import { type Address, addressKey, stableHash32 } from './address.js';
+import { type Address, addressKey } from './address.js';
 import { actorKind, type ActorKindSpec } from './actor-kind.js';
 import type { Clock } from './clock.js';
-import type { EventLogWriter } from './event-log.js';
+import { signatureString, type EventLogWriter, type SignatureParts } from './event-log.js';
 
 /** An effect command emitted by a machine. */
 export interface Command {
@@ -102,14 +103,27 @@ class ActorClock implements Clock {
 
 /** The state summary recorded after each input and compared by replay: status, state value and a
  * fingerprint of the context, so a transition that lands in the right state with the wrong data diverges too. */
-export function stateSignature(ref: AnyActorRef): string {
+export function stateSignatureParts(ref: AnyActorRef): SignatureParts {
   const snap = ref.getSnapshot() as { status: string; value: unknown; context: unknown };
-  const value = typeof snap.value === 'string' ? snap.value : JSON.stringify(snap.value);
-  return `${snap.status}:${value}:${stableHash32(JSON.stringify(snap.context, bigintSafe) ?? '').toString(16)}`;
+  return { sv: statusValue(snap.status, snap.value), fp: fingerprint(snap.context) };
 }
 
-function bigintSafe(_key: string, v: unknown): unknown {
-  return typeof v === 'bigint' ? `${v}n` : v;
+export function stateSignature(ref: AnyActorRef): string {
+  return signatureString(stateSignatureParts(ref));
+}
+
+// status:value strings, cached per (status, value) so the hot path builds no new string.
+const svCache = new Map<string, Map<unknown, string>>();
+function statusValue(status: string, value: unknown): string {
+  let byValue = svCache.get(status);
+  if (!byValue) svCache.set(status, (byValue = new Map()));
+  const key = typeof value === 'string' ? value : JSON.stringify(value);
+  let sv = byValue.get(key);
+  if (sv === undefined) {
+    sv = `${status}:${key}`;
+    if (byValue.size < 10_000) byValue.set(key, sv);
+  }
+  return sv;
 }
 
 /** Digest of a set of actors: SHA-1 over their sorted persisted snapshots. */
@@ -270,14 +284,14 @@ export class ActorHost {
     }
     this.stats.delivered++;
     hosted.ref.send(event);
-    this.opts.recorder?.append({ k: 'in', t: this.opts.clock.now(), a: key, ev: event, st: stateSignature(hosted.ref) });
+    this.opts.recorder?.appendInput(this.opts.clock.now(), key, event, stateSignatureParts(hosted.ref));
     this.afterStep(hosted);
   }
 
   private fireTimer(hosted: HostedActor, id: number, fire: () => void): void {
     if (this.actors.get(hosted.key) !== hosted || hosted.failed) return;
     fire();
-    this.opts.recorder?.append({ k: 'timer', t: this.opts.clock.now(), a: hosted.key, id, st: stateSignature(hosted.ref) });
+    this.opts.recorder?.appendTimer(this.opts.clock.now(), hosted.key, id, stateSignatureParts(hosted.ref));
     this.afterStep(hosted);
   }
 
