@@ -42,13 +42,13 @@ function pattern(idx: number, len: number, seed: number): Buffer {
   return b;
 }
 
-async function main(): Promise<void> {
+export async function runNodeBench(emitLine: (o: object) => void = (o) => process.stdout.write(`${JSON.stringify(o)}\n`)): Promise<void> {
   const dir = tempDir('sheep-bench-');
   const cluster = new LocalCluster(dir, randomPortBase());
   const lines: object[] = [];
   const emit = (o: object) => {
     lines.push(o);
-    process.stdout.write(`${JSON.stringify(o)}\n`);
+    emitLine(o);
   };
   try {
     await cluster.start(3);
@@ -172,4 +172,4 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+if (import.meta.url === `file://${process.argv[1]}`) await runNodeBench();

@@ -11,6 +11,7 @@ import { vidToDataOid, vidToVdiOid } from '../src/proto/oid.js';
 import { decodeClusterInfo, decodeRecoveryState } from '../src/proto/structs.js';
 import { createVdi, format, LocalCluster, randomPortBase, waitForMembers, waitForRunning } from '../test/cluster-harness.js';
 import { removeDir, tempDir } from '../test/helpers.js';
+import { ZooKeeperServer, zooKeeperMissing } from '../test/zk-harness.js';
 
 const MIB = Number(process.env.BENCH_RECOVERY_MIB ?? 1024);
 const OBJ = 4 << 20;
@@ -93,6 +94,29 @@ export async function runRecoveryBench(emit: (o: object) => void): Promise<void>
     c.close();
   } finally {
     await cluster.stop();
+    removeDir(dir);
+  }
+  await zooKeeperDetection(emit);
+}
+
+/** The reference figure is for ZooKeeper (session timeout 3000 ms, tickTime 1000): measure the same. */
+async function zooKeeperDetection(emit: (o: object) => void): Promise<void> {
+  if (zooKeeperMissing()) {
+    emit({ case: 'node loss detected, zookeeper driver', skipped: 'install the Debian package zookeeper' });
+    return;
+  }
+  const zk = await ZooKeeperServer.start({ tickTime: 1000 });
+  const dir = tempDir('sheep-rbench-zk-');
+  const cluster = new LocalCluster(dir, randomPortBase(), `zookeeper:${zk.connectString},timeout=3000,path=/bench${Date.now()}`);
+  try {
+    await cluster.start(3);
+    const t0 = performance.now();
+    await cluster.kill(2, 'SIGKILL');
+    await waitForMembers(cluster.basePort, 2, 60_000);
+    emit({ case: 'node loss detected (SIGKILL → gone from node list), zookeeper driver, timeout 3000 ms', ms: Math.round(performance.now() - t0), reference_ms: 3700 });
+  } finally {
+    await cluster.stop();
+    await zk.stop();
     removeDir(dir);
   }
 }
