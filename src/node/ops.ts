@@ -13,12 +13,14 @@ import {
   SD_INODE_HEADER_SIZE,
   SD_MAX_COPIES,
   SD_VDI_BITMAP_SIZE,
+  SD_ATTR_OBJ_SIZE,
+  VDI_STATE_SIZE,
   isValidBlockSizeShift,
 } from '../proto/constants.js';
 import { readClusterReq, readVdiReq, type RspInit } from '../proto/header.js';
-import { dataOidIndex, isDataObj, isVdiObj, oidToVid, vidToVdiOid } from '../proto/oid.js';
-import { encodeClusterInfo, encodeEpochLog, encodeRecoveryState, encodeSdNodes, encodeInodeHeader, decodeInodeHeader, InodeOff, readCString, epochLogSize } from '../proto/structs.js';
-import { hashVdiName } from '../placement/vdi-id.js';
+import { dataOidIndex, isDataObj, isVdiObj, oidToVid, vidToAttrOid, vidToVdiOid } from '../proto/oid.js';
+import { encodeVdiState, VdiAttrOff, encodeClusterInfo, encodeEpochLog, encodeRecoveryState, encodeSdNodes, encodeInodeHeader, decodeInodeHeader, InodeOff, readCString, epochLogSize } from '../proto/structs.js';
+import { hashVdiName, vdiAttrIdFromStruct, vdiAttrVid } from '../placement/vdi-id.js';
 import { gatewayRead, gatewayRemove, gatewayWrite, reclaimAfterIndexWrite, touchesIndex } from './gateway.js';
 import { SheepError, type Sheep } from './sheep.js';
 import type { IncomingRequest, Reply } from './server.js';
@@ -137,6 +139,36 @@ export async function handleRequest(sheep: Sheep, req: IncomingRequest, rsp: Rsp
       return rsp({ result: ok, dataLength: Math.min(req.dataLength, SD_VDI_BITMAP_SIZE) }, sheep.inUse.bytes);
     case Op.READ_DEL_VDIS:
       return rsp({ result: ok, dataLength: Math.min(req.dataLength, SD_VDI_BITMAP_SIZE) }, sheep.deleted.bytes);
+    case Op.GET_VDI_COPIES: {
+      // Every VDI's state with its lock owner and participants (dog vdi lock list, vm list).
+      const list = [...sheep.vdis.values()].sort((a, b) => a.vid - b.vid);
+      const need = list.length * VDI_STATE_SIZE;
+      if (req.dataLength < need) return rsp({ result: Res.BUFFER_SMALL });
+      const buf = Buffer.alloc(need);
+      const nid = (id: string) => ({ addr: id.slice(0, id.lastIndexOf(':')), port: Number(id.slice(id.lastIndexOf(':') + 1)) });
+      list.forEach((v, i) =>
+        encodeVdiState(
+          {
+            vid: v.vid,
+            nrCopies: v.copies,
+            snapshot: v.snapshot,
+            deleted: v.deleted,
+            copyPolicy: v.copyPolicy,
+            blockSizeShift: v.blockSizeShift,
+            parentVid: v.parentVid,
+            lockState: v.lockState,
+            lockOwner: v.lockOwner ? nid(v.lockOwner) : { addr: '', port: 0 },
+            participantsState: v.participants.map(() => 1),
+            participants: v.participants.map(nid),
+          },
+          buf,
+          i * VDI_STATE_SIZE,
+        ),
+      );
+      return rsp({ result: ok, dataLength: need }, buf);
+    }
+    case Op.GET_VDI_ATTR:
+      return getVdiAttr(sheep, req, rsp);
     case Op.GET_CLUSTER_DEFAULT:
       return rsp({ result: ok, clusterDefault: { nrCopies: sheep.format.copies, copyPolicy: sheep.format.copyPolicy, blockSizeShift: sheep.format.blockSizeShift } });
 
@@ -376,6 +408,52 @@ async function newVdi(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<Rep
     };
   });
   return rsp({ result: ok, vdi: { vdiId: result.vid, copies: result.copies, blockSizeShift: result.bss } });
+}
+
+/**
+ * VDI attributes (dog vdi setattr/getattr): key/value objects at vid_to_attr_oid(hash(name), attr id),
+ * the attr id from a hash of name, tag, snap id and key with linear probing on collision. CREAT creates or
+ * overwrites, EXCL refuses an existing key (VDI_EXIST), DEL clears the key; without flags, a lookup.
+ */
+async function getVdiAttr(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<Reply> {
+  if (req.data.length < VdiAttrOff.value || req.data.length > SD_ATTR_OBJ_SIZE) return rsp({ result: Res.INVALID_PARMS });
+  const attr = Buffer.alloc(SD_ATTR_OBJ_SIZE);
+  req.data.copy(attr);
+  const name = readCString(attr, VdiAttrOff.name, 256);
+  const vid = vdiAttrVid(name);
+  const create = (req.flags & Flag.CMD_CREAT) !== 0;
+  const excl = (req.flags & Flag.CMD_EXCL) !== 0;
+  const del = (req.flags & Flag.CMD_DEL) !== 0;
+  // The part that identifies an attribute: name, tag, snap id and key.
+  const same = (other: Buffer) =>
+    other.subarray(VdiAttrOff.name, VdiAttrOff.ctime).equals(attr.subarray(VdiAttrOff.name, VdiAttrOff.ctime)) &&
+    other.subarray(VdiAttrOff.snapId, VdiAttrOff.snapId + 4).equals(attr.subarray(VdiAttrOff.snapId, VdiAttrOff.snapId + 4)) &&
+    other.subarray(VdiAttrOff.key, VdiAttrOff.value).equals(attr.subarray(VdiAttrOff.key, VdiAttrOff.value));
+  const found = await sheep.clusterOp<{ result: number; attrId: number }>(async () => {
+    let attrId = vdiAttrIdFromStruct(attr);
+    for (let probe = 0; probe < 4096; probe++, attrId = (attrId + 1) >>> 0) {
+      const oid = vidToAttrOid(vid, attrId);
+      let existing: Buffer | undefined;
+      try {
+        existing = await gatewayRead(sheep, oid, 0, SD_ATTR_OBJ_SIZE);
+      } catch (e) {
+        if (!(e instanceof SheepError && e.result === Res.NO_OBJ)) throw e;
+      }
+      if (!existing || existing.readUInt8(VdiAttrOff.key) === 0) {
+        if (!existing && !create) return { result: { result: Res.NO_OBJ, attrId } };
+        if (!create) continue; // a cleared slot: the key may sit further along
+        await gatewayWrite(sheep, oid, attr, 0, !existing);
+        return { result: { result: ok, attrId } };
+      }
+      if (!same(existing)) continue;
+      if (excl) return { result: { result: Res.VDI_EXIST, attrId } };
+      if (del) await gatewayWrite(sheep, oid, Buffer.alloc(1), VdiAttrOff.key, false);
+      else if (create) await gatewayWrite(sheep, oid, attr, 0, false);
+      return { result: { result: ok, attrId } };
+    }
+    return { result: { result: Res.FULL_VDI, attrId: 0 } };
+  });
+  return rsp({ result: found.result, vdi: { vdiId: vid, attrId: found.attrId, copies: sheep.format.copies } });
 }
 
 async function delVdi(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<Reply> {
