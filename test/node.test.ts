@@ -11,7 +11,7 @@ import { deleteVdi, readVdi, writeVdi } from '../src/client/vdi-io.js';
 import { ClusterFlag, Flag, Op, Res, SD_INODE_DATA_VDI_ID_OFFSET, SD_VDI_BITMAP_SIZE } from '../src/proto/constants.js';
 import { encodeRequest } from '../src/proto/header.js';
 import { oidToHex, vidToDataOid, vidToVdiOid } from '../src/proto/oid.js';
-import { decodeClusterInfo, decodeEpochLog, epochLogSize } from '../src/proto/structs.js';
+import { decodeClusterInfo, decodeEpochLog, decodeRecoveryThrottling, encodeRecoveryThrottling, epochLogSize } from '../src/proto/structs.js';
 import { buildVnodeRing, placeObject, toRingNode } from '../src/placement/ring.js';
 import { hashVdiName } from '../src/placement/vdi-id.js';
 import { createVdi, format, LocalCluster, nameBuf, nodeList, randomPortBase, vdiInfo, waitForMembers, waitForRunning } from './cluster-harness.js';
@@ -188,6 +188,15 @@ test('reclaim: deleting every VDI and snapshot leaves no data object on any node
   const del = await c.request({ opcode: Op.READ_DEL_VDIS, dataLength: SD_VDI_BITMAP_SIZE });
   assert.ok(del.data[0x7c2b25 >> 3]! & (1 << (0x7c2b25 & 7)));
   assert.is((await vdiInfo(c, 'test')).result, Res.NO_VDI);
+}));
+
+test('recovery throttle: SET_RECOVERY then GET_RECOVERY, bad sizes refused', T(async () => {
+  const body = encodeRecoveryThrottling({ maxExecCount: 2, queueWorkInterval: 150n, throttling: true });
+  assert.is((await c.request({ opcode: Op.SET_RECOVERY }, body)).result, Res.SUCCESS);
+  const got = decodeRecoveryThrottling((await c.request({ opcode: Op.GET_RECOVERY, dataLength: 24 })).data);
+  assert.equal([got.maxExecCount, got.queueWorkInterval, got.throttling], [2, 150n, true]);
+  assert.is((await c.request({ opcode: Op.SET_RECOVERY }, Buffer.alloc(4))).result, Res.INVALID_PARMS);
+  await c.request({ opcode: Op.SET_RECOVERY }, encodeRecoveryThrottling({ maxExecCount: 0, queueWorkInterval: 0n, throttling: false }));
 }));
 
 test('bad input: unknown opcode, version mismatch, oversized length closes only that connection', T(async () => {

@@ -19,7 +19,7 @@ import {
 } from '../proto/constants.js';
 import { readClusterReq, readVdiReq, type RspInit } from '../proto/header.js';
 import { dataOidIndex, isDataObj, isVdiObj, oidToVid, vidToAttrOid, vidToVdiOid } from '../proto/oid.js';
-import { encodeVdiState, VdiAttrOff, encodeClusterInfo, encodeEpochLog, encodeRecoveryState, encodeSdNodes, encodeInodeHeader, decodeInodeHeader, InodeOff, readCString, epochLogSize } from '../proto/structs.js';
+import { encodeVdiState, VdiAttrOff, encodeRecoveryThrottling, decodeRecoveryThrottling, encodeClusterInfo, encodeEpochLog, encodeRecoveryState, encodeSdNodes, encodeInodeHeader, decodeInodeHeader, InodeOff, readCString, epochLogSize } from '../proto/structs.js';
 import { hashVdiName, vdiAttrIdFromStruct, vdiAttrVid } from '../placement/vdi-id.js';
 import { gatewayRead, gatewayRemove, gatewayWrite, reclaimAfterIndexWrite, touchesIndex } from './gateway.js';
 import { SheepError, type Sheep } from './sheep.js';
@@ -169,6 +169,19 @@ export async function handleRequest(sheep: Sheep, req: IncomingRequest, rsp: Rsp
     }
     case Op.GET_VDI_ATTR:
       return getVdiAttr(sheep, req, rsp);
+    case Op.GET_RECOVERY: {
+      const t = sheep.recovery.throttle;
+      const data = encodeRecoveryThrottling({ maxExecCount: t.maxExecCount, queueWorkInterval: BigInt(t.intervalMs), throttling: t.maxExecCount > 0 || t.intervalMs > 0 });
+      return rsp({ result: ok, dataLength: data.length }, data);
+    }
+    case Op.SET_RECOVERY: {
+      if (req.data.length < 24) return rsp({ result: Res.INVALID_PARMS });
+      const t = decodeRecoveryThrottling(req.data);
+      if (t.queueWorkInterval > 3_600_000n) return rsp({ result: Res.INVALID_PARMS });
+      sheep.recovery.throttle = { maxExecCount: t.maxExecCount, intervalMs: Number(t.queueWorkInterval) };
+      sheep.log('info', `recovery throttle: max ${t.maxExecCount} in flight, ${t.queueWorkInterval} ms interval`);
+      return rsp({ result: ok });
+    }
     case Op.GET_CLUSTER_DEFAULT:
       return rsp({ result: ok, clusterDefault: { nrCopies: sheep.format.copies, copyPolicy: sheep.format.copyPolicy, blockSizeShift: sheep.format.blockSizeShift } });
 

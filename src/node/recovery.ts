@@ -34,6 +34,11 @@ export class RecoveryWork {
    * was away, so each is checked against a node that stayed (SHA-1) before it is served again.
    */
   suspectLocal = false;
+  /**
+   * Throttling (`sheep -R max=,interval=`, `dog node recovery set-throttle`): at most `maxExecCount` pulls
+   * at a time, and `intervalMs` between the pulls of each worker. Read live, so a change applies at once.
+   */
+  throttle = { maxExecCount: 0, intervalMs: 0 };
   /** Local objects awaiting that check (part of `pending`). */
   private verify = new Set<bigint>();
 
@@ -132,15 +137,22 @@ export class RecoveryWork {
     this.stopRequested = false;
     try {
       let next = 0;
-      const worker = async () => {
+      const workers = Math.max(1, maxInFlight, this.throttle.maxExecCount);
+      const worker = async (index: number) => {
         while (!this.stopRequested && this.epoch === epoch && next < this.order.length) {
+          const limit = this.throttle.maxExecCount || maxInFlight;
+          if (index >= limit) {
+            await new Promise((r) => setTimeout(r, 50)); // throttled down: idle until allowed again
+            continue;
+          }
           const oid = this.order[next++]!;
           if (!this.pending.has(oid)) continue;
           await this.recover(oid);
           if ((this.done + this.failed) % PROGRESS_EVERY === 0) progress(this.snapshot());
+          if (this.throttle.intervalMs > 0) await new Promise((r) => setTimeout(r, this.throttle.intervalMs));
         }
       };
-      await Promise.all(Array.from({ length: Math.max(1, maxInFlight) }, worker));
+      await Promise.all(Array.from({ length: workers }, (_, i) => worker(i)));
       return this.snapshot();
     } finally {
       this.running = false;
