@@ -3,6 +3,7 @@
 import { connect, type Socket } from 'node:net';
 import { SD_HEADER_SIZE } from '../proto/constants.js';
 import { decodeResponse, encodeRequest, type ReqInit, type RspHeader } from '../proto/header.js';
+import { ByteQueue } from '../net/byte-queue.js';
 
 export interface SheepResponse extends RspHeader {
   readonly raw: Buffer;
@@ -25,8 +26,7 @@ const MAX_RESPONSE_BYTES = 2 ** 31;
 export class SheepClient {
   private readonly pending = new Map<number, { resolve: (r: SheepResponse) => void; reject: (e: Error) => void; want: number }>();
   private nextId = 1;
-  private chunks: Buffer[] = [];
-  private buffered = 0;
+  private readonly inbox = new ByteQueue();
   private header: (RspHeader & { raw: Buffer }) | null = null;
   private closedError: Error | null = null;
 
@@ -99,13 +99,11 @@ export class SheepClient {
   }
 
   private onData(chunk: Buffer): void {
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
+    this.inbox.push(chunk);
     for (;;) {
       if (!this.header) {
-        if (this.buffered < SD_HEADER_SIZE) return;
-        const h = this.take(SD_HEADER_SIZE);
-        this.header = decodeResponse(h);
+        if (this.inbox.length < SD_HEADER_SIZE) return;
+        this.header = decodeResponse(this.inbox.take(SD_HEADER_SIZE));
         if (this.header.dataLength > MAX_RESPONSE_BYTES) {
           this.fail(new ConnectionError(this.address, `response data_length ${this.header.dataLength} is too large`));
           this.socket.destroy();
@@ -113,8 +111,8 @@ export class SheepClient {
         }
       }
       const len = this.header.dataLength;
-      if (this.buffered < len) return;
-      const data = len > 0 ? this.take(len) : Buffer.alloc(0);
+      if (this.inbox.length < len) return;
+      const data = this.inbox.take(len);
       const rsp = { ...this.header, data } as SheepResponse;
       this.header = null;
       const p = this.pending.get(rsp.id);
@@ -123,29 +121,6 @@ export class SheepClient {
         p.resolve(rsp);
       }
     }
-  }
-
-  private take(n: number): Buffer {
-    const first = this.chunks[0]!;
-    let out: Buffer;
-    if (first.length >= n) {
-      out = first.subarray(0, n);
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-    } else {
-      out = Buffer.allocUnsafe(n);
-      let off = 0;
-      while (off < n) {
-        const c = this.chunks[0]!;
-        const k = Math.min(c.length, n - off);
-        c.copy(out, off, 0, k);
-        off += k;
-        if (k === c.length) this.chunks.shift();
-        else this.chunks[0] = c.subarray(k);
-      }
-    }
-    this.buffered -= n;
-    return out;
   }
 
   private fail(err: Error): void {

@@ -1,5 +1,6 @@
 // A small NBD client (fixed newstyle, NBD_OPT_GO, optional structured replies and base:allocation),
 // with pipelined requests matched by cookie. Used by the tests and for poking at the server by hand.
+import { ByteQueue } from '../net/byte-queue.js';
 import { connect, type Socket } from 'node:net';
 import {
   BASE_ALLOCATION,
@@ -16,7 +17,6 @@ import {
   Rep,
   ReplyFlag,
   ReplyType,
-  ByteQueue,
 } from './protocol.js';
 
 export interface NbdReply {

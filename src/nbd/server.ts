@@ -2,6 +2,7 @@
 // handshake, structured replies, base:allocation block status, multi-conn). Each export is a
 // VdiDevice (QEMU sheepdog driver semantics) shared by all connections to it. Protocol:
 // NetworkBlockDevice doc/proto.md; what real clients send: /work/shared/notes/nbd-clients.md.
+import { ByteQueue } from '../net/byte-queue.js';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { SheepTransport } from '../client/transport.js';
 import { localTransport } from '../client/transport.js';
@@ -45,7 +46,6 @@ import {
   parseInfoRequest,
   parseMetaRequest,
   type NbdRequest,
-  ByteQueue,
 } from './protocol.js';
 import { VdiDevice, VdiDeviceError, listExports, probeExport } from './vdi-device.js';
 

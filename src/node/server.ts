@@ -5,6 +5,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { Flag, SD_HEADER_SIZE } from '../proto/constants.js';
 import { decodeReqHeader, type ReqHeader } from '../proto/header.js';
+import { ByteQueue } from '../net/byte-queue.js';
 
 export interface IncomingRequest extends ReqHeader {
   readonly raw: Buffer;
@@ -30,34 +31,10 @@ export const MAX_IN_FLIGHT_PER_CONNECTION = 256;
 function serveConnection(socket: Socket, hooks: ServerHooks): void {
   socket.setNoDelay(true);
   const peer = `${socket.remoteAddress}:${socket.remotePort}`;
-  let chunks: Buffer[] = [];
-  let buffered = 0;
+  const inbox = new ByteQueue();
   let header: (ReqHeader & { raw: Buffer }) | null = null;
   let inFlight = 0;
   let paused = false;
-
-  const take = (n: number): Buffer => {
-    if (chunks[0]!.length >= n) {
-      const first = chunks[0]!;
-      const out = first.subarray(0, n);
-      if (first.length === n) chunks.shift();
-      else chunks[0] = first.subarray(n);
-      buffered -= n;
-      return out;
-    }
-    const out = Buffer.allocUnsafe(n);
-    let off = 0;
-    while (off < n) {
-      const c = chunks[0]!;
-      const k = Math.min(c.length, n - off);
-      c.copy(out, off, 0, k);
-      off += k;
-      if (k === c.length) chunks.shift();
-      else chunks[0] = c.subarray(k);
-    }
-    buffered -= n;
-    return out;
-  };
 
   const dispatch = (req: IncomingRequest) => {
     inFlight++;
@@ -92,25 +69,24 @@ function serveConnection(socket: Socket, hooks: ServerHooks): void {
   };
 
   socket.on('data', (chunk: Buffer) => {
-    chunks.push(chunk);
-    buffered += chunk.length;
+    inbox.push(chunk);
     for (;;) {
       if (!header) {
-        if (buffered < SD_HEADER_SIZE) return;
-        header = decodeReqHeader(Buffer.from(take(SD_HEADER_SIZE)));
+        if (inbox.length < SD_HEADER_SIZE) return;
+        header = decodeReqHeader(Buffer.from(inbox.take(SD_HEADER_SIZE)));
         if (header.flags & Flag.CMD_WRITE) {
           const limit = hooks.maxDataLength();
           if (header.dataLength > limit) {
             hooks.log('warn', `closing connection from ${peer}: request 0x${header.opcode.toString(16)} declares ${header.dataLength} bytes of data, above the ${limit}-byte limit`);
-            chunks = [];
+            inbox.clear();
             socket.destroy();
             return;
           }
         }
       }
       const len = header.flags & Flag.CMD_WRITE ? header.dataLength : 0;
-      if (buffered < len) return;
-      const data = len > 0 ? take(len) : Buffer.alloc(0);
+      if (inbox.length < len) return;
+      const data = inbox.take(len);
       const req: IncomingRequest = { ...header, data };
       header = null;
       dispatch(req);
