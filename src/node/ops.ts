@@ -61,7 +61,9 @@ export async function handleRequest(sheep: Sheep, req: IncomingRequest, rsp: Rsp
         before = await gatewayRead(sheep, o.oid, SD_INODE_DATA_VDI_ID_OFFSET + 4 * firstIndex, 4 * (lastIndex - firstIndex), o.copies);
       }
       await gatewayWrite(sheep, o.oid, data, offset, create, o.copies);
-      if (before) await reclaimAfterIndexWrite(sheep, o.oid, before, firstIndex);
+      // Only entries that pointed somewhere can release an object: filling empty ones (every first write
+      // of an object) needs no reclaim pass.
+      if (before && before.some((b) => b !== 0)) await reclaimAfterIndexWrite(sheep, o.oid, before, firstIndex);
       return rsp({ result: ok });
     }
     case Op.READ_OBJ: {
@@ -75,7 +77,22 @@ export async function handleRequest(sheep: Sheep, req: IncomingRequest, rsp: Rsp
       await gatewayRemove(sheep, o.oid, o.copies);
       return rsp({ result: ok });
     }
-    case Op.DISCARD_OBJ:
+    case Op.DISCARD_OBJ: {
+      // Clear the data object's entry in its VDI's index; reclaim then frees the object if nothing else uses it.
+      const o = sheep.readObj(req);
+      if (!isDataObj(o.oid)) return rsp({ result: Res.INVALID_PARMS });
+      const vid = oidToVid(o.oid);
+      const idx = dataOidIndex(o.oid);
+      if (!sheep.vdis.has(vid) || idx >= 2 ** 20) return rsp({ result: Res.NO_VDI });
+      if (sheep.vdis.get(vid)!.snapshot) return rsp({ result: Res.READONLY });
+      const inode = vidToVdiOid(vid);
+      const at = SD_INODE_DATA_VDI_ID_OFFSET + 4 * idx;
+      const before = await gatewayRead(sheep, inode, at, 4);
+      if (before.readUInt32LE(0) === 0) return rsp({ result: ok });
+      await gatewayWrite(sheep, inode, Buffer.alloc(4), at, false);
+      await reclaimAfterIndexWrite(sheep, inode, before, idx);
+      return rsp({ result: ok });
+    }
     case Op.FLUSH_VDI:
       // FLUSH_VDI is obsolete upstream too: INVALID_PARMS makes QEMU stop sending it.
       return rsp({ result: Res.INVALID_PARMS });
