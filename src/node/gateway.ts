@@ -1,7 +1,7 @@
 // Gateway I/O: routes object requests to the replicas the placement picks. Writes go to every replica in
 // parallel and succeed only when all do; reads prefer the local copy, then the others in ring order.
 // Peer requests carry the epoch; a peer at another epoch answers OLD/NEW_NODE_VER and we retry.
-import { Op, Res, SD_INODE_DATA_VDI_ID_OFFSET } from '../proto/constants.js';
+import { ClusterFlag, Op, Res, SD_INODE_DATA_VDI_ID_OFFSET } from '../proto/constants.js';
 import { isDataObj, isVdiObj, oidToVid, vidToDataOid, vidToVdiOid } from '../proto/oid.js';
 import type { SdNode } from '../proto/structs.js';
 import { StoreError } from '../store/object-store.js';
@@ -95,8 +95,11 @@ export async function gatewayWrite(sheep: Sheep, oid: bigint, data: Uint8Array, 
   const size = sheep.objectSizeOf(oid);
   if (offset + data.length > size) throw new SheepError(Res.INVALID_PARMS);
   await withEpochRetry(sheep, `write ${oid.toString(16)}`, async () => {
-    const replicas = sheep.placement(oid, sheep.copiesOf(oid, copies));
+    const want = sheep.copiesOf(oid, copies);
+    const replicas = sheep.placement(oid, want);
     if (replicas.length === 0) throw new SheepError(Res.NO_SPACE, 'no storing node');
+    // Strict clusters (format -t) refuse to write fewer copies than asked for.
+    if (sheep.format.flags & ClusterFlag.STRICT && replicas.length < want) throw new SheepError(Res.HALT);
     const results = await Promise.all(
       replicas.map(async (node) => {
         if (sheep.isSelf(node)) {
