@@ -3,70 +3,15 @@
 // its placement's replicas, byte-identical, and no acknowledged write may be lost.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { SheepClient } from '../src/client/sheep-client.js';
 import { readVdi, writeVdi } from '../src/client/vdi-io.js';
 import { Op, Res } from '../src/proto/constants.js';
 import { oidToHex, vidToDataOid } from '../src/proto/oid.js';
-import { decodeClusterInfo, decodeRecoveryState } from '../src/proto/structs.js';
-import { buildVnodeRing, placeObject, toRingNode } from '../src/placement/ring.js';
-import { createVdi, format, LocalCluster, nodeList, randomPortBase, waitForMembers } from './cluster-harness.js';
+import { createVdi, format, LocalCluster, randomPortBase, waitForMembers } from './cluster-harness.js';
 import { removeDir, tempDir, withTimeout } from './helpers.js';
-
-const BLOCK = 4096;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function blockData(blk: number, gen: number): Buffer {
-  const b = Buffer.alloc(BLOCK);
-  b.writeUInt32LE(blk, 0);
-  b.writeUInt32LE(gen, 4);
-  for (let i = 8; i < BLOCK; i++) b[i] = (blk * 7 + gen * 13 + i) & 0xff;
-  return b;
-}
-
-async function clusterState(port: number): Promise<{ epoch: number; status: number; recovering: boolean }> {
-  const c = await SheepClient.connect('127.0.0.1', port);
-  try {
-    const info = decodeClusterInfo((await c.request({ opcode: Op.CLUSTER_INFO, dataLength: 491568 })).data);
-    const rec = await c.request({ opcode: Op.STAT_RECOVERY, dataLength: 24 });
-    return { epoch: info.epoch, status: info.status, recovering: decodeRecoveryState(rec.data).inRecovery };
-  } finally {
-    c.close();
-  }
-}
-
-/** Waits until every live node is at the same epoch, running, and not recovering — twice in a row. */
-async function waitRecovered(cluster: LocalCluster, timeoutMs = 30_000): Promise<number> {
-  const start = Date.now();
-  let calm = 0;
-  for (;;) {
-    const live = cluster.nodes.filter((n) => n.child.exitCode === null && n.child.signalCode === null);
-    const states = await Promise.all(live.map((n) => clusterState(n.port).catch(() => null)));
-    const ok = states.every((s) => s && s.status === 1 && !s.recovering && s.epoch === states[0]!.epoch);
-    calm = ok ? calm + 1 : 0;
-    if (calm >= 3) return states[0]!.epoch;
-    if (Date.now() - start > timeoutMs) throw new Error(`recovery did not settle: ${JSON.stringify(states)}`);
-    await sleep(200);
-  }
-}
-
-/** Every object file on any live node sits exactly on its placement's nodes, all copies identical. */
-async function assertPlacement(cluster: LocalCluster, c: SheepClient, copies: number): Promise<number> {
-  const nodes = await nodeList(c);
-  const ring = buildVnodeRing(nodes.map(toRingNode));
-  const all = new Set<string>();
-  for (const n of cluster.nodes) for (const f of readdirSync(join(n.dir, 'obj'))) if (/^[0-9a-f]{16}$/.test(f)) all.add(f);
-  for (const hex of all) {
-    const oid = BigInt(`0x${hex}`);
-    const expected = placeObject(ring, oid, copies).map((i) => nodes[i]!.nid.port - cluster.basePort).sort();
-    const actual = cluster.nodes.map((n, i) => (existsSync(join(n.dir, 'obj', hex)) ? i : -1)).filter((i) => i >= 0);
-    assert.equal(actual, expected, `replicas of ${hex}`);
-    const bytes = actual.map((i) => readFileSync(join(cluster.nodes[i]!.dir, 'obj', hex)));
-    assert.ok(bytes.every((b) => b.equals(bytes[0]!)), `copies of ${hex} identical`);
-  }
-  return all.size;
-}
+import { assertPlacement, BLOCK, blockData, clusterState, sleep, waitRecovered } from './recovery-helpers.js';
 
 async function withCluster(fn: (cluster: LocalCluster) => Promise<void>): Promise<void> {
   const dir = tempDir('sheep-recovery-');

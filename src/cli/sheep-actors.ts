@@ -152,6 +152,7 @@ export async function runStart(argv: string[], invokedAs: string): Promise<numbe
     logLevel: a.logLevel,
     onStop: (why) => {
       process.stderr.write(`sheep stopped: ${why}\n`);
+      if (sheep.diskError) process.exit(1); // left the cluster on a disk error (EIO): a supervisor must look
       process.exit(0);
     },
   });
@@ -161,6 +162,7 @@ export async function runStart(argv: string[], invokedAs: string): Promise<numbe
   const bye = () => void sheep.stop('signal').then(() => process.exit(0));
   process.on('SIGTERM', bye);
   process.on('SIGINT', bye);
+  process.on('SIGUSR2', () => sheep.store.injectEio(true)); // test hook: the disk fails with EIO from now on
   return -1; // keep running
 }
 

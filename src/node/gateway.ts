@@ -15,7 +15,8 @@ type PeerInit = Parameters<import('../client/sheep-client.js').SheepClient['requ
 
 /** Results that a new epoch can cure: a dead peer, or a peer (or this node) at another epoch. */
 function isTransient(result: number): boolean {
-  return result === Res.NETWORK_ERROR || result === Res.OLD_NODE_VER || result === Res.NEW_NODE_VER;
+  // SHUTDOWN: a peer in the middle of stopping; it is about to leave and the next epoch will not have it.
+  return result === Res.NETWORK_ERROR || result === Res.OLD_NODE_VER || result === Res.NEW_NODE_VER || result === Res.SHUTDOWN;
 }
 
 async function peerRequest(sheep: Sheep, node: SdNode, init: PeerInit, data?: Uint8Array): Promise<number | { result: number; data: Buffer }> {

@@ -18,6 +18,13 @@ export class PeerPool {
     return p;
   }
 
+  /** Closes the connection to a node that left: its in-flight requests fail at once (and are retried). */
+  drop(key: string): void {
+    const p = this.conns.get(key);
+    this.conns.delete(key);
+    p?.then((c) => c.close()).catch(() => undefined);
+  }
+
   closeAll(): void {
     for (const p of this.conns.values()) p.then((c) => c.close()).catch(() => undefined);
     this.conns.clear();

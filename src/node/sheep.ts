@@ -121,9 +121,12 @@ export class Sheep {
   /** Joiners that have not received their state yet, with how many events we applied since their join. */
   private readonly joinersAwaitingState = new Map<string, { count: number; owner: string }>();
   private resumeSent = false;
+  /** The EIO from this node's own store that made it leave the cluster ("disk error"), if any. */
+  diskError: StoreError | null = null;
 
   constructor(readonly opts: SheepOptions) {
     this.store = new ObjectStore(opts.dir, { noSync: opts.noSync });
+    this.store.onEio = (err) => this.onDiskError(err);
     this.self = {
       nid: { addr: opts.addr, port: opts.port, ioAddr: '', ioPort: 0 },
       nrVnodes: opts.gatewayOnly ? 0 : (opts.vnodes ?? 128),
@@ -173,6 +176,19 @@ export class Sheep {
     });
     await this.opts.driver.join({ id: this.selfId, node: encodeSdNode(this.self) }, (ev) => this.onClusterEvent(ev));
     this.log('info', `sheep started on ${this.opts.bind}:${this.opts.port} (store ${this.opts.dir})`);
+  }
+
+  /**
+   * This node's disk returned EIO (on any path: gateway, peer op, recovery, cluster event): it leaves the
+   * cluster, so the others get a leave, a new epoch, and keep serving from the remaining replicas. Until it
+   * is gone, peer requests get NETWORK_ERROR, which makes the gateway retry (reads try the next replica,
+   * writes wait for the new epoch), as Sheepdog's md_handle_eio does ("fool the requester to retry").
+   */
+  private onDiskError(err: StoreError): void {
+    if (this.diskError || this.stopped) return;
+    this.diskError = err;
+    this.log('error', `disk error: ${err.message}: leaving the cluster`);
+    setImmediate(() => void this.stop('disk error'));
   }
 
   /** Stops serving; `reason` goes to the log. */
@@ -249,6 +265,7 @@ export class Sheep {
       return { header: encodeResponse({ ...init, dataLength: n, opcode: req.opcode, id: req.id, epoch: this.epoch }), data: data?.subarray(0, n) };
     };
     if (req.opcode >= 0x80 ? req.protoVer !== SD_SHEEP_PROTO_VER : req.protoVer > SD_PROTO_VER) return rsp({ result: Res.VER_MISMATCH });
+    if (this.diskError && isPeerIo(req.opcode)) return rsp({ result: Res.NETWORK_ERROR }); // leaving: retry elsewhere
     if (this.stopped) return rsp({ result: Res.SHUTDOWN });
     if (req.opcode >= Op.CREATE_AND_WRITE_PEER && req.opcode <= Op.REMOVE_PEER && !(req.flags & Flag.CMD_RECOVERY) && (this.status !== ClusterStatus.OK || this.awaitingState)) {
       // Not caught up with the cluster yet: to the sender this is a newer epoch than ours; it retries.
@@ -265,6 +282,7 @@ export class Sheep {
       if (err instanceof StoreError) {
         const result = err.code === 'NO_OBJ' ? Res.NO_OBJ : err.code === 'NO_SPACE' ? Res.NO_SPACE : err.code === 'INVALID' ? Res.INVALID_PARMS : Res.EIO;
         if (result === Res.EIO) this.log('error', err.message);
+        if (result === Res.EIO && this.diskError && isPeerIo(req.opcode)) return rsp({ result: Res.NETWORK_ERROR });
         return rsp({ result });
       }
       if (err instanceof SheepError) return rsp({ result: err.result });
@@ -396,8 +414,21 @@ export class Sheep {
         }
       }
       this.bufferedWhileJoining.push(ev);
+      if (ev.type === 'leave' && ev.members[0]?.id === this.selfId) {
+        // Everyone who could hand us the cluster state is gone (e.g. members of a stopped cluster whose
+        // sessions expire after we joined): start from our own state, as the first node of a cluster does.
+        this.log('warn', 'no member left to send the cluster state: starting from the local state');
+        this.awaitingState = false;
+        if (this.format.ctime !== 0n) {
+          this.status = ClusterStatus.WAIT;
+          this.waitBest = null;
+          this.sayHello();
+        }
+        for (const e of this.bufferedWhileJoining.splice(0)) await this.apply(e);
+      }
       return;
     }
+    if (ev.type === 'leave') this.peers.drop(ev.member.id); // fail its in-flight requests now: gateways retry
     switch (ev.type) {
       case 'join':
         if (this.status === ClusterStatus.WAIT && this.format.ctime !== 0n) {
@@ -784,6 +815,11 @@ export class Sheep {
   opName(op: number): string {
     return Object.entries(Op).find(([, v]) => v === op)?.[0] ?? `0x${op.toString(16)}`;
   }
+}
+
+/** Requests other sheep send to this node's store: after a disk error they are answered NETWORK_ERROR. */
+function isPeerIo(op: number): boolean {
+  return (op >= Op.CREATE_AND_WRITE_PEER && op <= Op.REMOVE_PEER) || op === Op.GET_OBJ_LIST || op === Op.GET_HASH;
 }
 
 /** An error that maps to a specific Sheepdog result code. */

@@ -13,6 +13,8 @@ export class StoreError extends Error {
     super(message);
     this.name = 'StoreError';
   }
+  /** For an EIO: the system error code behind it (EIO, EROFS, EMFILE...), so a failing disk can be told apart. */
+  fsCode?: string;
 }
 
 export function oidHex(oid: bigint): string {
@@ -36,7 +38,7 @@ function mapFsError(err: unknown, what: string): StoreError {
   const code = (err as NodeJS.ErrnoException)?.code;
   if (code === 'ENOENT') return new StoreError('NO_OBJ', `${what}: no such object`);
   if (code === 'ENOSPC' || code === 'EDQUOT') return new StoreError('NO_SPACE', `${what}: no space left on device`);
-  return new StoreError('EIO', `${what}: ${(err as Error)?.message ?? String(err)}`);
+  return Object.assign(new StoreError('EIO', `${what}: ${(err as Error)?.message ?? String(err)}`), { fsCode: code });
 }
 
 /** Keeps recently used object files open: 4 KiB random I/O must not pay open+close each time. */
@@ -95,6 +97,11 @@ class FdCache {
   }
 }
 
+/** The operations that fail while EIO is injected and report disk failures (every one but init and close). */
+const EIO_GUARDED = ['exists', 'create', 'write', 'read', 'size', 'remove', 'moveToStale', 'readStale', 'listStale', 'list', 'wipe', 'usedBytes', 'freeBytes'] as const;
+/** Errors that mean the disk itself is failing (not EMFILE, EACCES...: those are not a reason to leave). */
+const DISK_FAILURE_CODES = new Set(['EIO', 'EROFS', 'ENXIO', 'ENODEV']);
+
 export interface ObjectStoreOptions {
   /** Skip fdatasync (sheep -n). */
   readonly noSync?: boolean;
@@ -107,6 +114,9 @@ export class ObjectStore {
   private readonly fds: FdCache;
   private tmpSeq = 0;
   private dirFd: number | undefined;
+  /** Called when an operation fails because the disk does (EIO, EROFS..., or injected): the sheep leaves the cluster. */
+  onEio: ((err: StoreError) => void) | null = null;
+  private eioInjected = false;
 
   constructor(
     readonly baseDir: string,
@@ -115,6 +125,30 @@ export class ObjectStore {
     this.objDir = join(baseDir, 'obj');
     this.staleDir = join(this.objDir, '.stale');
     this.fds = new FdCache(opts.fdCacheSize ?? 512);
+    for (const name of EIO_GUARDED) this.guardEio(name);
+  }
+
+  /**
+   * Test hook (fault injection): while on, every store operation except init and close fails with EIO, as
+   * on a dying disk. The sheep CLI turns it on at SIGUSR2 (test/disk-eio.test.ts).
+   */
+  injectEio(on: boolean): void {
+    this.eioInjected = on;
+  }
+
+  /** Routes operation `name` through the injection switch, and reports disk failures to onEio. */
+  private guardEio(name: (typeof EIO_GUARDED)[number]): void {
+    const op = this[name] as (...args: unknown[]) => Promise<unknown>;
+    (this as unknown as Record<string, unknown>)[name] = async (...args: unknown[]) => {
+      try {
+        if (this.eioInjected) throw Object.assign(new StoreError('EIO', `${name}: input/output error (injected)`), { fsCode: 'EIO' });
+        return await op.apply(this, args);
+      } catch (err) {
+        const code = err instanceof StoreError ? err.fsCode : (err as NodeJS.ErrnoException)?.code;
+        if (code && DISK_FAILURE_CODES.has(code)) this.onEio?.(err instanceof StoreError ? err : Object.assign(new StoreError('EIO', `${name}: ${(err as Error).message}`), { fsCode: code }));
+        throw err;
+      }
+    };
   }
 
   async init(): Promise<void> {
