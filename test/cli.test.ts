@@ -2,7 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SheepClient } from '../src/client/sheep-client.js';
 import { Op, Res } from '../src/proto/constants.js';
@@ -43,7 +43,8 @@ test('sheep DIR daemonizes, writes its pid file and log, keeps "<path> DIR <opti
   const port = randomPortBase() + 50;
   const pidFile = join(dir, 'sheep.pid');
   try {
-    const r = run('sheep.js', [join(dir, 'store'), '-p', String(port), '-b', '127.0.0.1', '-c', `local:path=${join(dir, 'hub.sock')}`, '-P', pidFile]);
+    mkdirSync(join(dir, 'logs'));
+    const r = run('sheep.js', [join(dir, 'store'), '-p', String(port), '-b', '127.0.0.1', '-c', `local:path=${join(dir, 'hub.sock')}`, '-P', pidFile, '-l', `dir=${join(dir, 'logs')},level=6`]);
     assert.is(r.status, 0, r.stderr);
     await waitForPort(port);
     for (let i = 0; i < 50 && !existsSync(pidFile); i++) await new Promise((res) => setTimeout(res, 100));
@@ -52,7 +53,7 @@ test('sheep DIR daemonizes, writes its pid file and log, keeps "<path> DIR <opti
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
     assert.ok(cmdline[1]!.endsWith('sheep.js'), cmdline.join(' '));
     assert.is(cmdline[2], join(dir, 'store'));
-    assert.match(readFileSync(join(dir, 'store', 'sheep.log'), 'utf8'), /sheep started/);
+    assert.match(readFileSync(join(dir, 'logs', 'sheep.log'), 'utf8'), /sheep started/, '-l dir= places the log');
     process.kill(pid, 'SIGTERM');
     for (let i = 0; i < 50; i++) {
       try {

@@ -150,6 +150,7 @@ export async function runStart(argv: string[], invokedAs: string): Promise<numbe
     actorWorkers: a.shards,
     record: a.record ? resolve(a.record) : undefined,
     logLevel: a.logLevel,
+    logDir: a.logDir ? resolve(a.logDir) : undefined,
     onStop: (why) => {
       process.stderr.write(`sheep stopped: ${why}\n`);
       if (sheep.diskError) process.exit(1); // left the cluster on a disk error (EIO): a supervisor must look

@@ -45,6 +45,8 @@ export interface SheepOptions {
   readonly record?: string;
   readonly hashPool?: HashPool;
   readonly logLevel?: number;
+  /** Where sheep.log goes (sheep -l dir=PATH); default the store directory. */
+  readonly logDir?: string;
   readonly onStop?: (why: string) => void;
 }
 
@@ -144,7 +146,7 @@ export class Sheep {
     if (num > this.logLevel) return;
     const line = `${new Date().toISOString()} ${LOG_LEVELS[num]} [${this.selfId}] ${msg}\n`;
     try {
-      appendFileSync(join(this.opts.dir, 'sheep.log'), line);
+      appendFileSync(join(this.opts.logDir ?? this.opts.dir, 'sheep.log'), line);
     } catch {
       process.stderr.write(line);
     }
