@@ -47,7 +47,7 @@ test('sheep DIR daemonizes, writes its pid file and log, keeps "<path> DIR <opti
     const r = run('sheep.js', [join(dir, 'store'), '-p', String(port), '-b', '127.0.0.1', '-c', `local:path=${join(dir, 'hub.sock')}`, '-P', pidFile, '-l', `dir=${join(dir, 'logs')},level=6`]);
     assert.is(r.status, 0, r.stderr);
     await waitForPort(port);
-    for (let i = 0; i < 50 && !existsSync(pidFile); i++) await new Promise((res) => setTimeout(res, 100));
+    for (let i = 0; i < 150 && !existsSync(pidFile); i++) await new Promise((res) => setTimeout(res, 100));
     const pid = Number(readFileSync(pidFile, 'utf8'));
     assert.ok(pid > 0);
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
