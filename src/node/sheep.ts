@@ -13,7 +13,7 @@ import { ClusterFlag, ClusterStatus, Flag, isForceOp, Op, Res, SD_DEFAULT_BLOCK_
 import { decodeReqHeader, decodeResponse, encodeRequest, encodeResponse, readObjReq, type ReqInit, type RspInit } from '../proto/header.js';
 import type { SheepResponse } from '../client/sheep-client.js';
 import { decodeSdNode, encodeSdNode, sortNodes, type SdNode } from '../proto/structs.js';
-import { buildVnodeRing, placeObject, toRingNode, type VnodeRing } from '../placement/ring.js';
+import { autoVnodes, buildVnodeRing, placeObject, toRingNode, type VnodeRing } from '../placement/ring.js';
 import { isDataObj, isVdiObj, oidToVid, objectSize } from '../proto/oid.js';
 import { decodeInodeHeader } from '../proto/structs.js';
 import { ObjectStore, StoreError } from '../store/object-store.js';
@@ -695,6 +695,12 @@ export class Sheep {
   }
 
   rebuildRing(): void {
+    if (this.format.ctime !== 0n && this.format.flags & ClusterFlag.AUTO_VNODES) {
+      // Sheepdog's auto strategy: vnodes in proportion to each node's space (gateways have none), recomputed
+      // at every membership change, so placement matches a Sheepdog cluster on the same disks.
+      const vnodes = autoVnodes(this.members.map((n) => (n.nrVnodes === 0 ? 0n : n.space)));
+      this.members = this.members.map((n, i) => (n.nrVnodes === vnodes[i] ? n : { ...n, nrVnodes: vnodes[i]! }));
+    }
     const storing = this.members.filter((n) => n.nrVnodes > 0);
     this.ring = storing.length > 0 ? buildVnodeRing(this.members.map(toRingNode)) : null;
   }
@@ -730,6 +736,7 @@ export class Sheep {
         this.status = ClusterStatus.OK;
         this.epochs.clear();
         this.epoch = 0;
+        this.rebuildRing(); // the format decides between auto and fixed vnodes
         await this.persistFormat();
         await this.newEpoch();
         break;
