@@ -163,6 +163,7 @@ export class Sheep {
     const config = await readConfig(this.opts.dir);
     if (config && config.ctime !== 0n) {
       this.format = { ctime: config.ctime, copies: config.copies, copyPolicy: config.copyPolicy, flags: config.flags, blockSizeShift: config.blockSizeShift, store: config.store || 'plain' };
+      this.store.setLayout(this.format.store);
       for (const [e, v] of await readEpochFiles(this.opts.dir)) this.epochs.set(e, v);
       this.epoch = Math.max(0, ...this.epochs.keys());
       this.diskEpochs = new Map(this.epochs);
@@ -503,6 +504,7 @@ export class Sheep {
       await this.store.wipe();
     }
     this.format = { ...s.format, ctime: BigInt(s.format.ctime) };
+    this.store.setLayout(this.format.store);
     this.waitBest = null;
     if (s.waitBest) {
       const epochs = new Map<number, { nodes: SdNode[]; time: bigint }>();
@@ -728,6 +730,7 @@ export class Sheep {
         break;
       case 'make_fs': {
         await this.store.wipe();
+        this.store.setLayout(msg.format.store);
         for (const v of this.vdis.keys()) this.actors.stop({ kind: VDI_KIND, id: this.vdiActorId(v) });
         this.vdis.clear();
         this.inUse.clear();

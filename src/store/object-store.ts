@@ -4,7 +4,8 @@
 // Writes are durable before the reply (unless the node runs with -n): files are opened O_DSYNC, so one
 // pwrite is one trip through libuv's thread pool instead of a write and an fdatasync.
 import { constants as fsc, promises as fsp, close, fsync, open, read, write, ftruncate } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { isAttrObj, isVdiObj, isVmstateObj } from '../proto/oid.js';
 
 export class StoreError extends Error {
   constructor(
@@ -156,15 +157,72 @@ export class ObjectStore {
 
   async init(): Promise<void> {
     await fsp.mkdir(this.staleDir, { recursive: true });
-    // Clean temporaries left by a crash: they were never acknowledged.
-    for (const name of await fsp.readdir(this.objDir)) {
-      if (name.includes('.tmp')) await fsp.rm(join(this.objDir, name), { force: true });
+    // Clean temporaries left by a crash (in either layout): they were never acknowledged.
+    for (const ent of await fsp.readdir(this.objDir, { withFileTypes: true })) {
+      if (ent.name.includes('.tmp')) await fsp.rm(join(this.objDir, ent.name), { force: true });
+      else if (ent.isDirectory() && (ent.name === 'meta' || /^[0-9a-f]{2}$/.test(ent.name))) {
+        for (const name of await fsp.readdir(join(this.objDir, ent.name))) if (name.includes('.tmp')) await fsp.rm(join(this.objDir, ent.name, name), { force: true });
+      }
     }
     this.dirFd = await p.open(this.objDir, fsc.O_RDONLY | fsc.O_DIRECTORY);
   }
 
+  /**
+   * Sheepdog's layouts: "plain" keeps every object in obj/; "tree" puts inode, vmstate and attribute
+   * objects in obj/meta/ and the others in obj/<low byte of the VDI id as 2 hex digits>/.
+   */
+  layout: 'plain' | 'tree' = 'plain';
+
+  setLayout(layout: string): void {
+    if (layout !== 'plain' && layout !== 'tree') throw new StoreError('INVALID', `unknown store layout "${layout}"`);
+    this.layout = layout;
+  }
+
   path(oid: bigint): string {
-    return join(this.objDir, oidHex(oid));
+    if (this.layout === 'plain') return join(this.objDir, oidHex(oid));
+    return join(this.objDir, this.treeDir(oid), oidHex(oid));
+  }
+
+  private treeDir(oid: bigint): string {
+    if (isVdiObj(oid) || isVmstateObj(oid) || isAttrObj(oid)) return 'meta';
+    return ((oid >> 32n) & 0xffn).toString(16).padStart(2, '0');
+  }
+
+  /** Every object file path under obj/, in either layout (stale copies and temporaries excluded). */
+  private async objectFiles(): Promise<Array<[string, string]>> {
+    const out: Array<[string, string]> = [];
+    for (const ent of await fsp.readdir(this.objDir, { withFileTypes: true })) {
+      if (ent.isFile() && /^[0-9a-f]{16}$/.test(ent.name)) out.push([join(this.objDir, ent.name), ent.name]);
+      else if (ent.isDirectory() && (ent.name === 'meta' || /^[0-9a-f]{2}$/.test(ent.name))) {
+        for (const name of await fsp.readdir(join(this.objDir, ent.name))) {
+          if (/^[0-9a-f]{16}$/.test(name)) out.push([join(this.objDir, ent.name, name), name]);
+        }
+      }
+    }
+    return out;
+  }
+
+  private readonly madeDirs = new Set<string>();
+
+  /** The directory a new object goes to exists; in the tree layout its entries are synced too. */
+  private async prepareDir(final: string): Promise<string> {
+    const dir = dirname(final);
+    if (dir !== this.objDir && !this.madeDirs.has(dir)) {
+      await fsp.mkdir(dir, { recursive: true });
+      this.madeDirs.add(dir);
+    }
+    return dir;
+  }
+
+  private async syncDir(dir: string): Promise<void> {
+    if (this.opts.noSync) return;
+    if (dir === this.objDir && this.dirFd !== undefined) return p.fsync(this.dirFd);
+    const fd = await p.open(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
+    try {
+      await p.fsync(fd);
+    } finally {
+      await p.close(fd);
+    }
   }
 
   async exists(oid: bigint): Promise<boolean> {
@@ -186,6 +244,7 @@ export class ObjectStore {
     const tmp = `${final}.tmp${this.tmpSeq++}`;
     let fd: number | undefined;
     try {
+      const dir = await this.prepareDir(final);
       fd = await p.open(tmp, fsc.O_RDWR | fsc.O_CREAT | fsc.O_TRUNC | (this.opts.noSync ? 0 : fsc.O_DSYNC));
       await p.ftruncate(fd, objectSize);
       await this.writeAll(fd, data, offset);
@@ -193,7 +252,7 @@ export class ObjectStore {
       fd = undefined;
       await this.fds.drop(final);
       await fsp.rename(tmp, final);
-      if (!this.opts.noSync && this.dirFd !== undefined) await p.fsync(this.dirFd);
+      await this.syncDir(dir);
     } catch (err) {
       if (fd !== undefined) await p.close(fd).catch(() => undefined);
       await fsp.rm(tmp, { force: true }).catch(() => undefined);
@@ -312,11 +371,7 @@ export class ObjectStore {
 
   /** Every object id stored here (not stale copies, not temporaries). */
   async list(): Promise<bigint[]> {
-    const out: bigint[] = [];
-    for (const name of await fsp.readdir(this.objDir)) {
-      if (name.length === 16 && /^[0-9a-f]{16}$/.test(name)) out.push(BigInt(`0x${name}`));
-    }
-    return out;
+    return (await this.objectFiles()).map(([, name]) => BigInt(`0x${name}`));
   }
 
   /** Removes every object and stale copy (cluster format). */
@@ -325,16 +380,16 @@ export class ObjectStore {
     for (const name of await fsp.readdir(this.objDir)) {
       await fsp.rm(join(this.objDir, name), { recursive: true, force: true });
     }
+    this.madeDirs.clear();
     await fsp.mkdir(this.staleDir, { recursive: true });
   }
 
   /** Bytes used by object files (allocated blocks, so sparse objects count what they hold). */
   async usedBytes(): Promise<bigint> {
     let total = 0n;
-    for (const name of await fsp.readdir(this.objDir)) {
-      if (name.length !== 16) continue;
+    for (const [path] of await this.objectFiles()) {
       try {
-        const st = await fsp.stat(join(this.objDir, name));
+        const st = await fsp.stat(path);
         total += BigInt(st.blocks) * 512n;
       } catch {
         /* raced with a removal */
