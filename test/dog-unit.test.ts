@@ -23,6 +23,14 @@ import { formatEpochLine } from '../src/cli/dog/cluster.js';
 import { formatNodeListLine } from '../src/cli/dog/node.js';
 import { formatVmListLine } from '../src/cli/dog/vm.js';
 import { main } from '../src/cli/dog/main.js';
+import {
+  BACKUP_END_IDX,
+  compactObjBackup,
+  encodeBackupHeader,
+  encodeObjBackupHeader,
+  parseBackupStream,
+} from '../src/cli/dog/backup.js';
+import { VDI_CHECK_NO_MAJORITY_FOUND, VDI_CHECK_NO_OBJ_FOUND, VDI_CHECK_SUCCESS, voteMajority } from '../src/cli/dog/check.js';
 
 const MiB = 1024n * 1024n;
 /** common.filter's _filter_short_date / _filter_iso_date */
@@ -375,6 +383,115 @@ test(
 
     const both = await run(['vdi', 'list', '-r', '-j']);
     assert.is(both.code, EXIT_USAGE);
+  }),
+);
+
+test(
+  'backup stream: header 01000000 92119211, 16-byte record headers, end marker idx 0xffffffff',
+  timed(() => {
+    assert.is(encodeBackupHeader().toString('hex'), '0100000092119211');
+    assert.is(encodeObjBackupHeader(3, 512, 1024).toString('hex'), '03000000' + '00020000' + '00040000' + '00000000');
+    assert.is(encodeObjBackupHeader(BACKUP_END_IDX, 0, 0).toString('hex'), 'ffffffff' + '0'.repeat(24));
+    const data = Buffer.from('hello');
+    const stream = Buffer.concat([encodeBackupHeader(), encodeObjBackupHeader(7, 4096, 5), data, encodeObjBackupHeader(BACKUP_END_IDX, 0, 0)]);
+    const p = parseBackupStream(stream);
+    assert.is(p.version, 1);
+    assert.is(p.magic, 0x11921192);
+    assert.ok(p.complete);
+    assert.is(p.records.length, 1);
+    assert.is(p.records[0]!.idx, 7);
+    assert.is(p.records[0]!.offset, 4096);
+    assert.ok(p.records[0]!.data.equals(data));
+    assert.not.ok(parseBackupStream(stream.subarray(0, stream.length - 1)).complete);
+  }),
+);
+
+test(
+  'compact_obj_backup: drops equal leading and trailing 512-byte sectors',
+  timed(() => {
+    const size = 1 << 20;
+    const from = Buffer.alloc(size, 1);
+    const same = Buffer.from(from);
+    assert.equal(compactObjBackup(same, from, size), { offset: size, length: 0 });
+    const one = Buffer.from(from);
+    one[1030] = 9; // sector 2
+    assert.equal(compactObjBackup(one, from, size), { offset: 1024, length: 512 });
+    const two = Buffer.from(from);
+    two[600] = 9; // sector 1
+    two[size - 1] = 9; // last sector
+    assert.equal(compactObjBackup(two, from, size), { offset: 512, length: size - 512 });
+    const first = Buffer.from(from);
+    first[0] = 0;
+    assert.equal(compactObjBackup(first, from, size), { offset: 0, length: 512 });
+    assert.equal(compactObjBackup(Buffer.alloc(size), from, size), { offset: 0, length: size });
+  }),
+);
+
+test(
+  'vote_majority_object: Boyer-Moore vote over the replicas that exist',
+  timed(() => {
+    const h = (b: number) => ({ found: true, hash: new Uint8Array(20).fill(b) });
+    const gone = { found: false, hash: new Uint8Array(20) };
+    assert.equal(voteMajority([h(1), h(1), h(1)]), { majority: 0, result: VDI_CHECK_SUCCESS });
+    assert.equal(voteMajority([h(2), h(1), h(1)]), { majority: 2, result: VDI_CHECK_SUCCESS });
+    assert.equal(voteMajority([h(1), h(2), h(1)]), { majority: 2, result: VDI_CHECK_SUCCESS });
+    assert.equal(voteMajority([gone, h(1), h(1)]), { majority: 1, result: VDI_CHECK_SUCCESS });
+    assert.equal(voteMajority([gone, gone, h(5)]), { majority: 2, result: VDI_CHECK_SUCCESS });
+    assert.equal(voteMajority([h(1), h(2), h(3)]), { majority: -1, result: VDI_CHECK_NO_MAJORITY_FOUND });
+    assert.equal(voteMajority([h(1), gone, h(2)]), { majority: -1, result: VDI_CHECK_NO_MAJORITY_FOUND });
+    assert.equal(voteMajority([gone, gone, gone]), { majority: -1, result: VDI_CHECK_NO_OBJ_FOUND });
+    // 5 copies, 3 agree although the vote's survivor ends with a lead of 1
+    assert.equal(voteMajority([h(1), h(2), h(1), h(3), h(1)]).result, VDI_CHECK_SUCCESS);
+    assert.equal(voteMajority([h(1), h(2), h(1), h(3), h(1)]).majority, 4);
+  }),
+);
+
+test(
+  'usage of vdi backup / restore / check and cluster check (-h needs no daemon)',
+  timed(async () => {
+    const b = await run(['vdi', 'backup', '-h']);
+    assert.is(b.code, 0);
+    assert.is(
+      b.out,
+      'Usage: dog vdi backup [-s snapshot] [-F from] [-a address] [-p port] [-h] [-T] <vdiname>\n' +
+        'Options:\n' +
+        '  -s, --snapshot          specify a snapshot id or tag name\n' +
+        '  -F, --from              create a differential backup from the snapshot\n' +
+        '  -a, --address           specify the daemon address (default: localhost)\n' +
+        '  -p, --port              specify the daemon port\n' +
+        '  -h, --help              display this help and exit\n' +
+        '  -T, --time              show elapsed time\n',
+    );
+    const r = await run(['vdi', 'restore', '-h']);
+    assert.ok(r.out.startsWith('Usage: dog vdi restore [-s snapshot] [-a address] [-p port] [-h] [-T] [-B nr-batched-reclamation] [-I reclamation-interval] <vdiname>\n'));
+    const c = await run(['vdi', 'check', '-h']);
+    assert.is(
+      c.out,
+      'Usage: dog vdi check [-s snapshot] [-e] [-a address] [-p port] [-h] [-T] <vdiname>\n' +
+        'Options:\n' +
+        '  -s, --snapshot          specify a snapshot id or tag name\n' +
+        '  -e, --exist             only check objects exist or not,\n' +
+        '                          neither comparing nor repairing\n' +
+        '  -a, --address           specify the daemon address (default: localhost)\n' +
+        '  -p, --port              specify the daemon port\n' +
+        '  -h, --help              display this help and exit\n' +
+        '  -T, --time              show elapsed time\n',
+    );
+    const cc = await run(['cluster', 'check', '-h']);
+    assert.is(
+      cc.out,
+      'Usage: dog cluster check [-a address] [-p port] [-h] [-T]\n' +
+        'Options:\n' +
+        '  -a, --address           specify the daemon address (default: localhost)\n' +
+        '  -p, --port              specify the daemon port\n' +
+        '  -h, --help              display this help and exit\n' +
+        '  -T, --time              show elapsed time\n',
+    );
+    const help = await run(['--help']);
+    assert.match(help.out, /\n {2}vdi check {15}check and repair image's consistency\n/);
+    assert.match(help.out, /\n {2}vdi backup {14}create an incremental backup between two snapshots and outputs to STDOUT\n/);
+    assert.match(help.out, /\n {2}vdi restore {13}restore snapshot images from a backup provided in STDIN\n/);
+    assert.match(help.out, /\n {2}cluster check {11}check and repair cluster\n/);
   }),
 );
 

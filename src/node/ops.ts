@@ -319,11 +319,19 @@ async function readInodeHeader(sheep: Sheep, vid: number) {
  * Sheepdog's lookup: the family of a name occupies consecutive vids from its hash; scan the run from the
  * newest down. snapId 0 and no tag = the working VDI (snap_ctime 0).
  */
-async function lookupVdi(sheep: Sheep, name: string, tag: string, snapId: number): Promise<{ found?: FoundVdi; right: number; anyWithName: boolean }> {
+async function lookupVdi(
+  sheep: Sheep,
+  name: string,
+  tag: string,
+  snapId: number,
+  wholeFamily = false,
+): Promise<{ found?: FoundVdi; right: number; anyWithName: boolean; maxSnapId: number }> {
   const left = hashVdiName(name);
   const right = sheep.inUse.firstClearFrom(left);
   if (right < 0) throw new SheepError(Res.FULL_VDI);
   let anyWithName = false;
+  let maxSnapId = 0;
+  let found: FoundVdi | undefined;
   const vids: number[] = [];
   for (let v = left; v !== right; v = v + 1 >= 2 ** 24 ? 1 : v + 1) vids.push(v);
   for (let k = vids.length - 1; k >= 0; k--) {
@@ -337,11 +345,15 @@ async function lookupVdi(sheep: Sheep, name: string, tag: string, snapId: number
     }
     if (h.name !== name) continue;
     anyWithName = true;
+    if (h.snapId > maxSnapId) maxSnapId = h.snapId;
     const isSnapshot = h.snapCtime !== 0n;
     const match = tag ? h.tag === tag && isSnapshot : snapId ? h.snapId === snapId && isSnapshot : !isSnapshot;
-    if (match) return { found: { vid, copies: h.nrCopies, blockSizeShift: h.blockSizeShift, snapId: h.snapId, snapshot: isSnapshot }, right, anyWithName };
+    if (match && !found) {
+      found = { vid, copies: h.nrCopies, blockSizeShift: h.blockSizeShift, snapId: h.snapId, snapshot: isSnapshot };
+      if (!wholeFamily) break;
+    }
   }
-  return { right, anyWithName };
+  return { found, right, anyWithName, maxSnapId };
 }
 
 function nameAndTag(req: IncomingRequest): { name: string; tag: string } {
@@ -372,18 +384,23 @@ async function newVdi(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<Rep
   if (copies > SD_MAX_COPIES || !isValidBlockSizeShift(bss)) return rsp({ result: Res.INVALID_PARMS });
   if (v.vdiSize > (1n << BigInt(bss)) * (1n << 20n)) return rsp({ result: Res.INVALID_PARMS });
   const result = await sheep.clusterOp<{ vid: number; copies: number; bss: number }>(async (seq) => {
-    const lookup = await lookupVdi(sheep, name, '', 0);
+    const lookup = await lookupVdi(sheep, name, '', 0, true);
     const working = lookup.found;
     const newVid = lookup.right;
     const isSnapshot = v.snapid !== 0;
+    // Sheepdog's forms: snapshot (base = working VDI), rebase (snapid set, base = an older snapshot: the
+    // working VDI, if any, becomes a snapshot and a new working VDI continues from base), clone, create.
+    const isRebase = isSnapshot && working !== undefined && working.vid !== v.baseVdiId;
     let base: Awaited<ReturnType<typeof readInodeHeader>> | undefined;
     let baseIndex: Buffer | undefined;
-    if (isSnapshot) {
-      // Snapshot: the working VDI (base) becomes read-only; the new VDI continues from it.
-      if (!working || working.vid !== v.baseVdiId) throw new SheepError(working ? Res.INVALID_PARMS : Res.NO_VDI);
-    } else if (working) {
+    if (isSnapshot && !working) throw new SheepError(Res.NO_VDI); // snapshot and rollback need a working VDI
+    if (isRebase) {
+      if (!v.baseVdiId || !sheep.vdis.get(v.baseVdiId)?.snapshot) throw new SheepError(Res.NO_BASE_VDI);
+    } else if (!isSnapshot && working) {
       throw new SheepError(Res.VDI_EXIST);
     }
+    // Every new VDI of a family takes the next snapshot id (a new name starts at 1).
+    const newSnapId = lookup.maxSnapId + 1;
     if (v.baseVdiId !== 0) {
       try {
         const full = await gatewayRead(sheep, vidToVdiOid(v.baseVdiId), 0, SD_INODE_DATA_VDI_ID_OFFSET + 4 * 2 ** 20);
@@ -394,7 +411,7 @@ async function newVdi(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<Rep
       }
     }
     const now = nowTime();
-    const vdiCopies = base && isSnapshot ? base.nrCopies : copies;
+    const vdiCopies = base && (isSnapshot || isRebase) ? base.nrCopies : copies;
     const vdiBss = base ? base.blockSizeShift : bss;
     const header = encodeInodeHeader({
       name,
@@ -402,11 +419,11 @@ async function newVdi(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<Rep
       createTime: now,
       snapCtime: 0n,
       vdiSize: base && v.vdiSize === 0n ? base.vdiSize : v.vdiSize,
-      copyPolicy: base && isSnapshot ? base.copyPolicy : v.copyPolicy,
+      copyPolicy: base && (isSnapshot || isRebase) ? base.copyPolicy : v.copyPolicy,
       storePolicy: v.storePolicy,
       nrCopies: vdiCopies,
       blockSizeShift: vdiBss,
-      snapId: isSnapshot && base ? base.snapId + 1 : 1,
+      snapId: newSnapId,
       vdiId: newVid,
       parentVdiId: v.baseVdiId,
     });
@@ -418,10 +435,12 @@ async function newVdi(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<Rep
     if (baseIndex && last > 0) baseIndex.copy(body, SD_INODE_DATA_VDI_ID_OFFSET, 0, last);
     try {
       await gatewayWrite(sheep, vidToVdiOid(newVid), body, 0, true, vdiCopies);
-      if (isSnapshot) {
+      // The VDI that stops being the working one becomes a snapshot.
+      const retired = isSnapshot ? working!.vid : undefined;
+      if (retired) {
         const t = Buffer.alloc(8);
         t.writeBigUInt64LE(now, 0);
-        await gatewayWrite(sheep, vidToVdiOid(v.baseVdiId), t, InodeOff.snapCtime, false, vdiCopies);
+        await gatewayWrite(sheep, vidToVdiOid(retired), t, InodeOff.snapCtime, false);
       }
     } catch (e) {
       throw new SheepError(e instanceof SheepError && e.result === Res.NO_SPACE ? Res.NO_SPACE : Res.VDI_WRITE);
@@ -432,7 +451,7 @@ async function newVdi(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<Rep
         origin: sheep.selfId,
         seq,
         vdi: { vid: newVid, name, copies: vdiCopies, copyPolicy: v.copyPolicy, blockSizeShift: vdiBss, parentVid: v.baseVdiId, snapshot: false },
-        snapshotOf: isSnapshot ? v.baseVdiId : 0,
+        snapshotOf: isSnapshot ? working!.vid : 0,
       },
       result: { vid: newVid, copies: vdiCopies, bss: vdiBss },
     };

@@ -41,6 +41,7 @@ import {
   sdInfo,
   strftime,
 } from './common.js';
+import { clusterCheck } from './check.js';
 
 export const CLUSTER_OPTIONS: SdOption[] = [
   { ch: 'b', name: 'store', hasArg: true, desc: 'specify backend store' },
@@ -411,7 +412,7 @@ export function clusterCommand(): Command {
       options: CLUSTER_OPTIONS,
     },
     { name: 'reweight', opts: 'aphT', desc: 'reweight the cluster', flags: 0, fn: clusterReweight, options: CLUSTER_OPTIONS },
-    { name: 'check', opts: 'aphT', desc: 'check and repair cluster', flags: CMD_NEED_NODELIST, fn: unsupported('check'), options: CLUSTER_OPTIONS },
+    { name: 'check', opts: 'aphT', desc: 'check and repair cluster', flags: CMD_NEED_NODELIST, fn: (ctx) => clusterCheck(ctx), options: CLUSTER_OPTIONS },
     { name: 'alter-copy', opts: 'aphTc', desc: "set the cluster's redundancy level", flags: CMD_NEED_NODELIST, fn: clusterAlterCopy, options: CLUSTER_OPTIONS },
   ];
 

@@ -179,6 +179,15 @@ export class Inode {
     return this.buf.readUInt32LE(off);
   }
 
+  /**
+   * sd_inode_index_walk() for hyper volumes: the (idx, vid) pairs of the loaded B-tree in index
+   * order; null for flat volumes (walk 0..nrDataObjs with getVid instead).
+   */
+  hyperEntries(): Array<[number, number]> | null {
+    if (!this.hyper) return null;
+    return [...this.hyper.entries()].sort((a, b) => a[0] - b[0]);
+  }
+
   /** sd_inode_set_vid() on the in-memory copy (flat volumes) */
   setVid(idx: number, vid: number): void {
     if (this.hyper) {

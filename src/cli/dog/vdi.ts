@@ -81,6 +81,8 @@ import {
 } from './common.js';
 import { Inode, pstrcpy, type DogContext } from './ctx.js';
 import { VdiTree } from './tree.js';
+import { vdiBackup, vdiRestore } from './backup.js';
+import { vdiCheck } from './check.js';
 
 /** OLD_MAX_DATA_OBJS: entries of a flat index */
 const OLD_MAX_DATA_OBJS = BigInt(SD_INODE_DATA_INDEX);
@@ -1252,14 +1254,13 @@ export function vdiCommand(): Command {
     { name: 'unlock', arg: '<vdiname>', desc: 'unlock locked VDI forcibly', flags: CMD_NEED_ARG, fn: lockUnlock },
   ];
 
-  const unsupported = (what: string) => async (): Promise<number> => {
-    sdErr(`'dog vdi ${what}' is not supported by this dog (sheep-actors)`);
-    return EXIT_FAILURE;
-  };
+  const backup = (ctx: RunContext, argv: Argv) => vdiBackup(ctx, argv, d);
+  const restore = (ctx: RunContext, argv: Argv) => vdiRestore(ctx, argv, d, (c, name) => doVdiDelete(c, name, 0, null));
+  const check = (ctx: RunContext, argv: Argv) => vdiCheck(ctx, argv.cur!, { snapshotId: d.snapshotId, snapshotTag: d.snapshotTag, exist: d.exist });
 
   const O = VDI_OPTIONS;
   const sub: Subcommand[] = [
-    { name: 'check', arg: '<vdiname>', opts: 'seaphT', desc: "check and repair image's consistency", flags: CMD_NEED_NODELIST | CMD_NEED_ARG, fn: unsupported('check'), options: O },
+    { name: 'check', arg: '<vdiname>', opts: 'seaphT', desc: "check and repair image's consistency", flags: CMD_NEED_NODELIST | CMD_NEED_ARG, fn: check, options: O },
     { name: 'create', arg: '<vdiname> <size>', opts: 'PycaphrvzT', desc: 'create an image', flags: CMD_NEED_NODELIST | CMD_NEED_ARG, fn: vdiCreate, options: O },
     { name: 'snapshot', arg: '<vdiname>', opts: 'saphrvTR', desc: 'create a snapshot', flags: CMD_NEED_ARG, fn: vdiSnapshot, options: O },
     { name: 'clone', arg: '<src vdi> <dst vdi>', opts: 'sPnaphrvT', desc: 'clone an image', flags: CMD_NEED_ARG, fn: vdiClone, options: O },
@@ -1290,7 +1291,7 @@ export function vdiCommand(): Command {
       opts: 'sFaphT',
       desc: 'create an incremental backup between two snapshots and outputs to STDOUT',
       flags: CMD_NEED_NODELIST | CMD_NEED_ARG,
-      fn: unsupported('backup'),
+      fn: backup,
       options: O,
     },
     {
@@ -1299,7 +1300,7 @@ export function vdiCommand(): Command {
       opts: 'saphTBI',
       desc: 'restore snapshot images from a backup provided in STDIN',
       flags: CMD_NEED_NODELIST | CMD_NEED_ARG,
-      fn: unsupported('restore'),
+      fn: restore,
       options: O,
     },
     { name: 'alter-copy', arg: '<vdiname>', opts: 'caphTf', desc: "set the vdi's redundancy level", flags: CMD_NEED_ARG | CMD_NEED_NODELIST, fn: vdiAlterCopy, options: O },
