@@ -2,15 +2,44 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { SheepClient } from '../src/client/sheep-client.js';
 import { Op, Res } from '../src/proto/constants.js';
 import { decodeSdNodes } from '../src/proto/structs.js';
 
 const BIN = new URL('../src/bin/', import.meta.url).pathname;
 
+/** TCP ports this machine has in use (any state), from /proc/net/tcp{,6}. */
+function portsInUse(): Set<number> {
+  const used = new Set<number>();
+  for (const f of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = '';
+    try {
+      text = readFileSync(f, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const local = line.trim().split(/\s+/)[1];
+      if (local) used.add(parseInt(local.slice(local.lastIndexOf(':') + 1), 16));
+    }
+  }
+  return used;
+}
+
+/**
+ * A base port for a test cluster: base..base+99 all free. Below 32768, where the kernel hands out ephemeral
+ * client ports, and checked against the ports in use so parallel runs do not collide.
+ */
 export function randomPortBase(): number {
-  // Below 32768: the kernel hands out ephemeral client ports above it.
-  return 20000 + Math.floor(Math.random() * 120) * 100;
+  const used = portsInUse();
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const base = 20000 + Math.floor(Math.random() * 120) * 100;
+    let free = true;
+    for (let p = base; p < base + 100 && free; p++) if (used.has(p)) free = false;
+    if (free) return base;
+  }
+  throw new Error('no free block of 100 ports between 20000 and 32000');
 }
 
 export async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
