@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SheepClient } from '../src/client/sheep-client.js';
 import { Op, Res } from '../src/proto/constants.js';
+import { decodeRecoveryThrottling } from '../src/proto/structs.js';
 import { createEventLog, EventLogWriter, readEventLog, type LogRecord } from '../src/runtime/event-log.js';
 import { createVdi, format, nameBuf, randomPortBase, waitForMembers, waitForPort } from './cluster-harness.js';
 import { removeDir, tempDir, withTimeout } from './helpers.js';
@@ -24,6 +25,8 @@ test('bad arguments: clear message, exit 64, nothing started', withTimeout(30_00
       [[dir, '--bogus'], /unknown option '--bogus'/],
       [[], /a store directory is required/],
       [[dir, '-l', 'level=9'], /must be in 0..7/],
+      [[dir, '-R', 'max=0'], /invalid -R max value '0': must be in 1..1024/],
+      [[dir, '-R', 'speed=3'], /invalid -R option 'speed=3'/],
     ] as Array<[string[], RegExp]>) {
       const r = run('sheep.js', args);
       assert.is(r.status, 64, `${args.join(' ')} → ${r.status} ${r.stderr}`);
@@ -44,7 +47,7 @@ test('sheep DIR daemonizes, writes its pid file and log, keeps "<path> DIR <opti
   const pidFile = join(dir, 'sheep.pid');
   try {
     mkdirSync(join(dir, 'logs'));
-    const r = run('sheep.js', [join(dir, 'store'), '-p', String(port), '-b', '127.0.0.1', '-c', `local:path=${join(dir, 'hub.sock')}`, '-P', pidFile, '-l', `dir=${join(dir, 'logs')},level=6`]);
+    const r = run('sheep.js', [join(dir, 'store'), '-p', String(port), '-b', '127.0.0.1', '-c', `local:path=${join(dir, 'hub.sock')}`, '-P', pidFile, '-l', `dir=${join(dir, 'logs')},level=6`, '-R', 'max=2,interval=30']);
     assert.is(r.status, 0, r.stderr);
     await waitForPort(port);
     for (let i = 0; i < 150 && !existsSync(pidFile); i++) await new Promise((res) => setTimeout(res, 100));
@@ -54,6 +57,10 @@ test('sheep DIR daemonizes, writes its pid file and log, keeps "<path> DIR <opti
     assert.ok(cmdline[1]!.endsWith('sheep.js'), cmdline.join(' '));
     assert.is(cmdline[2], join(dir, 'store'));
     assert.match(readFileSync(join(dir, 'logs', 'sheep.log'), 'utf8'), /sheep started/, '-l dir= places the log');
+    const c = await SheepClient.connect('127.0.0.1', port);
+    const t = decodeRecoveryThrottling((await c.request({ opcode: Op.GET_RECOVERY, dataLength: 24 })).data);
+    c.close();
+    assert.equal([t.maxExecCount, t.queueWorkInterval], [2, 30n], '-R max=,interval= sets the recovery throttle');
     process.kill(pid, 'SIGTERM');
     for (let i = 0; i < 50; i++) {
       try {

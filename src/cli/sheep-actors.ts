@@ -34,6 +34,8 @@ export interface StartArgs {
   foreground: boolean;
   record?: string;
   shards: number;
+  /** -R max=N,interval=MS: recovery throttling */
+  recovery?: { max: number; intervalMs: number };
   /** --nbd [HOST:]PORT: serve VDIs over NBD from this sheep */
   nbd?: { host: string; port: number };
 }
@@ -77,6 +79,19 @@ export function parseStartArgs(argv: string[]): StartArgs {
       case '-f': case '--foreground': a.foreground = true; break;
       case '--record': { const v = next(); if (!v) throw new UsageError('option --record requires a file'); a.record = v; break; }
       case '--shards': a.shards = intArg('--shards', next(), 0, 64); break;
+      case '-R': case '--recovery': {
+        const v = next();
+        if (!v) throw new UsageError('option -R requires max=N,interval=MS');
+        const r = { max: 0, intervalMs: 0 };
+        for (const kv of v.split(',')) {
+          const [k, val] = kv.split('=');
+          if (k === 'max') r.max = intArg('-R max', val, 1, 1024);
+          else if (k === 'interval') r.intervalMs = intArg('-R interval', val, 0, 3_600_000);
+          else throw new UsageError(`invalid -R option '${kv}' (expected max=N,interval=MS)`);
+        }
+        a.recovery = r;
+        break;
+      }
       case '--nbd': {
         const v = next();
         const addr = v === undefined ? null : parseNbdAddress(v, '');
@@ -157,6 +172,7 @@ export async function runStart(argv: string[], invokedAs: string): Promise<numbe
       process.exit(0);
     },
   });
+  if (a.recovery) sheep.recovery.throttle = { maxExecCount: a.recovery.max, intervalMs: a.recovery.intervalMs };
   await sheep.start();
   if (a.nbd) await startNbdForSheep(sheep, { host: a.nbd.host || (a.bind === '0.0.0.0' || a.bind === '::' ? '127.0.0.1' : a.bind), port: a.nbd.port });
   if (a.pidFile) writeFileSync(a.pidFile, `${process.pid}\n`);
@@ -239,7 +255,7 @@ export async function runReplay(argv: string[]): Promise<number> {
 
 const USAGE = `Usage: sheep-actors <command> [options]
   start DIR [-p PORT] [-z ZONE] [-c DRIVER] [-y ADDR] [-b BIND] [-n] [-g] [-V N] [-l dir=,level=] [-P PIDFILE] [-f]
-            [--shards N] [--record FILE] [--nbd [HOST:]PORT]
+            [-R max=N,interval=MS] [--nbd [HOST:]PORT] [--shards N] [--record FILE] [--nbd [HOST:]PORT]
   cluster DIR [--nodes N] [--port P] [-n] [--record FILE] [--nbd-port Q]
                                               N sheep in one process (ports P.., stores DIR/i, zones i)
   replay FILE                                 re-run a recorded event log and check it
