@@ -202,6 +202,25 @@ test('reclaim: deleting every VDI and snapshot leaves no data object on any node
   assert.is((await vdiInfo(c, 'test')).result, Res.NO_VDI);
 }));
 
+test('STAT counts gateway requests; MD_INFO lists the store; GET_VNODES', T(async () => {
+  const stat = async () => {
+    const r = await c.request({ opcode: Op.STAT, dataLength: 120 });
+    return Array.from({ length: 15 }, (_, i) => r.data.readBigUInt64LE(i * 8));
+  };
+  const before = await stat();
+  await c.request({ opcode: Op.READ_OBJ, dataLength: 512, obj: { oid: vidToVdiOid(0x7c2b25) } });
+  const after = await stat();
+  assert.is(after[2]! - before[2]!, 1n, 'gateway total');
+  assert.is(after[9]! - before[9]!, 1n, 'gateway reads');
+  assert.ok(after[5]! - before[5]! >= 512n, 'gateway bytes out');
+  const md = await c.request({ opcode: Op.MD_INFO, dataLength: 263688 });
+  assert.is(md.result, Res.SUCCESS);
+  assert.ok(md.data.toString('latin1').includes(cluster.nodes[0]!.dir), 'the store directory is the disk');
+  assert.is((await c.request({ opcode: Op.MD_INFO, dataLength: 100 })).result, Res.INVALID_PARMS);
+  const vn = await c.request({ opcode: Op.GET_VNODES, dataLength: 8 });
+  assert.is(vn.data.readInt32LE(0), 128);
+}));
+
 test('recovery throttle: SET_RECOVERY then GET_RECOVERY, bad sizes refused', T(async () => {
   const body = encodeRecoveryThrottling({ maxExecCount: 2, queueWorkInterval: 150n, throttling: true });
   assert.is((await c.request({ opcode: Op.SET_RECOVERY }, body)).result, Res.SUCCESS);

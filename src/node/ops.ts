@@ -14,12 +14,14 @@ import {
   SD_MAX_COPIES,
   SD_VDI_BITMAP_SIZE,
   SD_ATTR_OBJ_SIZE,
+  SD_MD_INFO_SIZE,
+  SD_STAT_SIZE,
   VDI_STATE_SIZE,
   isValidBlockSizeShift,
 } from '../proto/constants.js';
 import { readClusterReq, readVdiReq, type RspInit } from '../proto/header.js';
 import { dataOidIndex, isDataObj, isVdiObj, oidToVid, vidToAttrOid, vidToVdiOid } from '../proto/oid.js';
-import { encodeVdiState, VdiAttrOff, encodeRecoveryThrottling, decodeRecoveryThrottling, encodeClusterInfo, encodeEpochLog, encodeRecoveryState, encodeSdNodes, encodeInodeHeader, decodeInodeHeader, InodeOff, readCString, epochLogSize } from '../proto/structs.js';
+import { encodeMdInfo, encodeVdiState, VdiAttrOff, encodeRecoveryThrottling, decodeRecoveryThrottling, encodeClusterInfo, encodeEpochLog, encodeRecoveryState, encodeSdNodes, encodeInodeHeader, decodeInodeHeader, InodeOff, readCString, epochLogSize } from '../proto/structs.js';
 import { hashVdiName, vdiAttrIdFromStruct, vdiAttrVid } from '../placement/vdi-id.js';
 import { gatewayRead, gatewayRemove, gatewayWrite, reclaimAfterIndexWrite, touchesIndex } from './gateway.js';
 import { SheepError, type Sheep } from './sheep.js';
@@ -29,7 +31,43 @@ type Rsp = (init: Omit<RspInit, 'opcode' | 'id' | 'epoch'>, data?: Uint8Array) =
 
 const ok = Res.SUCCESS;
 
+const GATEWAY_OPS = new Set<number>([Op.CREATE_AND_WRITE_OBJ, Op.READ_OBJ, Op.WRITE_OBJ, Op.REMOVE_OBJ, Op.FLUSH_VDI]);
+const PEER_OPS = new Set<number>([Op.CREATE_AND_WRITE_PEER, Op.READ_PEER, Op.WRITE_PEER, Op.REMOVE_PEER]);
+
+/** Counts requests for STAT the way Sheepdog's sd_stat does, around the handler. */
 export async function handleRequest(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<Reply> {
+  const s = sheep.reqStats;
+  const gw = GATEWAY_OPS.has(req.opcode);
+  const peer = PEER_OPS.has(req.opcode);
+  if (!gw && !peer) return dispatch(sheep, req, rsp);
+  if (gw) {
+    s.gwayActive++;
+    s.gwayTotal++;
+    s.gwayRx += req.data.length;
+    if (req.opcode === Op.READ_OBJ) s.gwayRead++;
+    else if (req.opcode === Op.REMOVE_OBJ) s.gwayRemove++;
+    else if (req.opcode === Op.FLUSH_VDI) s.gwayFlush++;
+    else s.gwayWrite++;
+  } else {
+    s.peerActive++;
+    s.peerTotal++;
+    s.peerRx += req.data.length;
+    if (req.opcode === Op.READ_PEER) s.peerRead++;
+    else if (req.opcode === Op.REMOVE_PEER) s.peerRemove++;
+    else s.peerWrite++;
+  }
+  try {
+    const reply = await dispatch(sheep, req, rsp);
+    if (gw) s.gwayTx += reply.data?.length ?? 0;
+    else s.peerTx += reply.data?.length ?? 0;
+    return reply;
+  } finally {
+    if (gw) s.gwayActive--;
+    else s.peerActive--;
+  }
+}
+
+async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<Reply> {
   switch (req.opcode) {
     // ---- gateway ----
     case Op.CREATE_AND_WRITE_OBJ:
@@ -186,6 +224,25 @@ export async function handleRequest(sheep: Sheep, req: IncomingRequest, rsp: Rsp
     }
     case Op.GET_VDI_ATTR:
       return getVdiAttr(sheep, req, rsp);
+    case Op.STAT: {
+      const st = sheep.reqStats;
+      const order = [st.gwayActive, st.peerActive, st.gwayTotal, st.peerTotal, st.gwayRx, st.gwayTx, st.peerRx, st.peerTx, st.gwayRemove, st.gwayRead, st.gwayWrite, st.gwayFlush, st.peerRemove, st.peerRead, st.peerWrite];
+      const buf = Buffer.alloc(SD_STAT_SIZE);
+      order.forEach((v, i) => buf.writeBigUInt64LE(BigInt(v), i * 8));
+      return rsp({ result: ok, dataLength: SD_STAT_SIZE }, buf);
+    }
+    case Op.MD_INFO: {
+      // One disk: the store directory (multi-disk is not implemented yet).
+      if (req.dataLength !== SD_MD_INFO_SIZE) return rsp({ result: Res.INVALID_PARMS });
+      const disks = sheep.opts.gatewayOnly ? [] : [{ idx: 0, free: await sheep.store.freeBytes(), used: await sheep.store.usedBytes(), path: sheep.opts.dir }];
+      const data = encodeMdInfo(disks);
+      return rsp({ result: ok, dataLength: data.length }, data);
+    }
+    case Op.GET_VNODES: {
+      const b = Buffer.alloc(4);
+      b.writeInt32LE(sheep.self.nrVnodes, 0);
+      return rsp({ result: ok, dataLength: 4 }, b);
+    }
     case Op.GET_RECOVERY: {
       const t = sheep.recovery.throttle;
       const data = encodeRecoveryThrottling({ maxExecCount: t.maxExecCount, queueWorkInterval: BigInt(t.intervalMs), throttling: t.maxExecCount > 0 || t.intervalMs > 0 });

@@ -109,6 +109,11 @@ export class Sheep {
   private readonly blockWaiters = new Map<number, () => void>();
   private stopped = false;
   readonly stats = { requests: 0 };
+  /** Sheepdog's struct sd_stat request counters, in its order (dog node stat). */
+  readonly reqStats = {
+    gwayActive: 0, peerActive: 0, gwayTotal: 0, peerTotal: 0, gwayRx: 0, gwayTx: 0, peerRx: 0, peerTx: 0,
+    gwayRemove: 0, gwayRead: 0, gwayWrite: 0, gwayFlush: 0, peerRemove: 0, peerRead: 0, peerWrite: 0,
+  };
   readonly recovery = new RecoveryWork(this);
   /** Recovery settings: `dog cluster recover enable/disable`, throttling (`-R max=`). */
   recoveryEnabled = true;
