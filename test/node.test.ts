@@ -202,6 +202,19 @@ test('reclaim: deleting every VDI and snapshot leaves no data object on any node
   assert.is((await vdiInfo(c, 'test')).result, Res.NO_VDI);
 }));
 
+test('ALTER_VDI_COPY: a copies-2 VDI raised to 3 gets a third replica of every object', T(async () => {
+  const v = await createVdi(c, 'grow', 8n << 20n, { copies: 2 });
+  await writeVdi(c, v.vid, 0, Buffer.alloc(5 << 20, 0x61));
+  const oids = [vidToDataOid(v.vid, 0), vidToDataOid(v.vid, 1)];
+  for (const oid of oids) assert.is(holders(oid).length, 2);
+  const r = await c.request({ opcode: Op.ALTER_VDI_COPY, vdiState: { newVid: v.vid, copies: 3 } });
+  assert.is(r.result, Res.SUCCESS);
+  for (let i = 0; i < 100 && !oids.every((o) => holders(o).length === 3); i++) await new Promise((res) => setTimeout(res, 100));
+  for (const oid of oids) assert.equal(holders(oid), await expectedHolders(oid, 3));
+  assert.is((await c.request({ opcode: Op.ALTER_VDI_COPY, vdiState: { newVid: 0x123, copies: 3 } })).result, Res.NO_VDI);
+  assert.is(await deleteVdi(c, 'grow', v.vid, nameBuf('grow')), Res.SUCCESS);
+}));
+
 test('STAT counts gateway requests; MD_INFO lists the store; GET_VNODES', T(async () => {
   const stat = async () => {
     const r = await c.request({ opcode: Op.STAT, dataLength: 120 });

@@ -19,7 +19,7 @@ import {
   VDI_STATE_SIZE,
   isValidBlockSizeShift,
 } from '../proto/constants.js';
-import { readClusterReq, readVdiReq, type RspInit } from '../proto/header.js';
+import { readClusterReq, readVdiReq, readVdiStateReq, type RspInit } from '../proto/header.js';
 import { dataOidIndex, isDataObj, isVdiObj, oidToVid, vidToAttrOid, vidToVdiOid } from '../proto/oid.js';
 import { encodeMdInfo, encodeVdiState, VdiAttrOff, encodeRecoveryThrottling, decodeRecoveryThrottling, encodeClusterInfo, encodeEpochLog, encodeRecoveryState, encodeSdNodes, encodeInodeHeader, decodeInodeHeader, InodeOff, readCString, epochLogSize } from '../proto/structs.js';
 import { hashVdiName, vdiAttrIdFromStruct, vdiAttrVid } from '../placement/vdi-id.js';
@@ -224,6 +224,21 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
     }
     case Op.GET_VDI_ATTR:
       return getVdiAttr(sheep, req, rsp);
+    case Op.ALTER_CLUSTER_COPY: {
+      const c = readClusterReq(req.raw);
+      if (c.copyPolicy !== 0 || c.copies < 1 || c.copies > SD_MAX_COPIES) return rsp({ result: Res.INVALID_PARMS });
+      await sheep.broadcast((seq) => ({ op: 'alter_copy', origin: sheep.selfId, seq, vid: 0, copies: c.copies, copyPolicy: 0 }));
+      return rsp({ result: ok });
+    }
+    case Op.ALTER_VDI_COPY: {
+      const v = readVdiStateReq(req.raw);
+      const vdi = sheep.vdis.get(v.newVid);
+      if (!vdi || vdi.deleted) return rsp({ result: Res.NO_VDI });
+      // Erasure-coded VDIs cannot change redundancy in place, as in Sheepdog.
+      if (v.copyPolicy !== 0 || vdi.copyPolicy !== 0 || v.copies < 1 || v.copies > SD_MAX_COPIES) return rsp({ result: Res.INVALID_PARMS });
+      await sheep.broadcast((seq) => ({ op: 'alter_copy', origin: sheep.selfId, seq, vid: v.newVid, copies: v.copies, copyPolicy: 0 }));
+      return rsp({ result: ok });
+    }
     case Op.STAT: {
       const st = sheep.reqStats;
       const order = [st.gwayActive, st.peerActive, st.gwayTotal, st.peerTotal, st.gwayRx, st.gwayTx, st.peerRx, st.peerTx, st.gwayRemove, st.gwayRead, st.gwayWrite, st.gwayFlush, st.peerRemove, st.peerRead, st.peerWrite];

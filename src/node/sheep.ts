@@ -61,6 +61,7 @@ export type ClusterMsg =
   | { op: 'hello'; origin: string; seq: number; ctime: string; epoch: number; epochs: Array<[number, Uint8Array[], string]> }
   | { op: 'resume'; origin: string; seq: number; force: boolean; epoch: number; epochs: Array<[number, Uint8Array[], string]>; vdis: VdiInput[]; deleted: number[] }
   | { op: 'recovery'; origin: string; seq: number; enable: boolean }
+  | { op: 'alter_copy'; origin: string; seq: number; vid: number; copies: number; copyPolicy: number }
   | { op: 'state'; origin: string; seq: number; to: string; since: number; state: TransferState };
 
 export interface TransferState {
@@ -119,6 +120,8 @@ export class Sheep {
   recoveryEnabled = true;
   recoveryMaxInFlight = 8;
   private recoveryActorEpoch = 0;
+  private recoveryActorId = '';
+  private recoveryReruns = 0;
   /** The epoch history this node had on disk at start (what it says in its hello while waiting). */
   private diskEpochs = new Map<number, { nodes: SdNode[]; time: bigint }>();
   /** While waiting for the last members after a restart: the newest epoch history any member reported. */
@@ -665,9 +668,12 @@ export class Sheep {
   private startRecovery(): void {
     if (this.opts.gatewayOnly) return;
     this.recovery.beginEpoch(this.epoch);
-    if (this.recoveryActorEpoch) this.actors.tell({ kind: RECOVERY_KIND, id: `${this.selfId}/${this.recoveryActorEpoch}` }, { type: 'CANCEL' });
+    if (this.recoveryActorId) this.actors.tell({ kind: RECOVERY_KIND, id: this.recoveryActorId }, { type: 'CANCEL' });
+    // A second job in one epoch (redundancy changed by alter-copy) gets its own address.
+    const id = this.recoveryActorEpoch === this.epoch ? `${this.selfId}/${this.epoch}-${++this.recoveryReruns}` : `${this.selfId}/${this.epoch}`;
     this.recoveryActorEpoch = this.epoch;
-    this.actors.spawn({ kind: RECOVERY_KIND, id: `${this.selfId}/${this.epoch}` }, { node: this.selfId, epoch: this.epoch, maxInFlight: this.recoveryMaxInFlight, paused: !this.recoveryEnabled });
+    this.recoveryActorId = id;
+    this.actors.spawn({ kind: RECOVERY_KIND, id }, { node: this.selfId, epoch: this.epoch, maxInFlight: this.recoveryMaxInFlight, paused: !this.recoveryEnabled });
   }
 
   /** SHA-1 (hex) of a whole local object, hashed off the main thread. */
@@ -782,7 +788,17 @@ export class Sheep {
         break;
       case 'recovery':
         this.recoveryEnabled = msg.enable;
-        if (this.recoveryActorEpoch) this.actors.tell({ kind: RECOVERY_KIND, id: `${this.selfId}/${this.recoveryActorEpoch}` }, { type: msg.enable ? 'RESUME' : 'PAUSE' });
+        if (this.recoveryActorId) this.actors.tell({ kind: RECOVERY_KIND, id: this.recoveryActorId }, { type: msg.enable ? 'RESUME' : 'PAUSE' });
+        break;
+      case 'alter_copy':
+        if (msg.vid) {
+          result = await this.vdiAsk(msg.vid, { type: 'COPIES_CHANGED', copies: msg.copies, copyPolicy: msg.copyPolicy });
+          // Objects now need more (or fewer) replicas: a recovery pass adds them (and sets extras aside).
+          if (this.status === ClusterStatus.OK) this.startRecovery();
+        } else {
+          this.format = { ...this.format, copies: msg.copies, copyPolicy: msg.copyPolicy };
+          await this.persistFormat();
+        }
         break;
       case 'shutdown':
         this.status = ClusterStatus.SHUTDOWN;
