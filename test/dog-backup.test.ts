@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomPortBase, waitForPort } from './cluster-harness.js';
 import { removeDir, tempDir, timed, withTimeout } from './helpers.js';
+import { runDog, type DogResult } from './dog-harness.js';
 import {
   BACKUP_END_IDX,
   VDI_BACKUP_FORMAT_VERSION,
@@ -20,41 +21,18 @@ import {
   parseBackupStream,
 } from '../src/cli/dog/backup.js';
 
-const DOG = fileURLToPath(new URL('../src/bin/dog.js', import.meta.url));
 const SHEEP = fileURLToPath(new URL('../src/bin/sheep-actors.js', import.meta.url));
 const MiB = 1024 * 1024;
 
-interface Result {
-  code: number;
-  out: string;
-  bin: Buffer;
-  err: string;
-}
+type Result = DogResult;
 
 let port = 0;
 let dir = '';
 let daemon: ChildProcess | null = null;
 let daemonLog = '';
 
-function dog(args: string[], input?: Buffer | string): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [DOG, ...args, '-p', String(port)], {
-      env: { ...process.env, SHEEPDOG_DOG_ADDR: undefined, SHEEPDOG_DOG_PORT: undefined, SHEEPDOG_DOG_HINT: undefined },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    const out: Buffer[] = [];
-    let err = '';
-    child.stdout.on('data', (c: Buffer) => out.push(c));
-    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const bin = Buffer.concat(out);
-      resolve({ code: code ?? -1, out: bin.toString('latin1'), bin, err });
-    });
-    child.stdin.on('error', () => {});
-    child.stdin.end(input);
-  });
-}
+/** dog against the test cluster */
+const dog = (args: string[], input?: Buffer | string) => runDog([...args, '-p', String(port)], input);
 
 /** dog that must succeed (the failure message carries dog's stderr) */
 async function must(args: string[], input?: Buffer | string): Promise<Result> {

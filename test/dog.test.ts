@@ -10,8 +10,8 @@ import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { removeDir, tempDir, timed, withTimeout } from './helpers.js';
+import { runDog } from './dog-harness.js';
 
-const DOG = fileURLToPath(new URL('../src/bin/dog.js', import.meta.url));
 const SHEEP = fileURLToPath(new URL('../src/bin/sheep-actors.js', import.meta.url));
 const MiB = 1024 * 1024;
 
@@ -21,38 +21,13 @@ const filter = (s: string) =>
     .replace(/[A-Z][a-z][a-z] [A-Za-z][a-z][a-z] +[0-9]+ \d\d:\d\d:\d\d \d{4}$/gm, 'DATE')
     .replace(/\d{4}-\d\d-\d\d \d\d:\d\d(:\d\d)?/g, 'DATE');
 
-interface Result {
-  code: number;
-  out: string;
-  bin: Buffer;
-  err: string;
-}
 
 let port = 0;
 let dir = '';
 let daemon: ChildProcess | null = null;
 let daemonLog = '';
 
-function dogRaw(args: string[], input?: Buffer | string, env: NodeJS.ProcessEnv = {}): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [DOG, ...args], {
-      env: { ...process.env, SHEEPDOG_DOG_ADDR: undefined, SHEEPDOG_DOG_PORT: undefined, SHEEPDOG_DOG_HINT: undefined, ...env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    const out: Buffer[] = [];
-    let err = '';
-    child.stdout.on('data', (c: Buffer) => out.push(c));
-    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const bin = Buffer.concat(out);
-      resolve({ code: code ?? -1, out: bin.toString('latin1'), bin, err });
-    });
-    child.stdin.on('error', () => {});
-    if (input !== undefined) child.stdin.end(input);
-    else child.stdin.end();
-  });
-}
+const dogRaw = runDog;
 
 /** dog against the test cluster (-p added after the arguments, as cinder does it) */
 const dog = (args: string[], input?: Buffer | string) => dogRaw([...args, '-p', String(port)], input);

@@ -13,12 +13,11 @@
 // re-creates the working VDI from the old working VDI's parent, which turns the restored VDI into
 // a snapshot (sheep's "rebase" form of NEW_VDI).
 
-import { Flag, Op, Res, SD_INODE_HEADER_SIZE, SD_INODE_SIZE, SD_MAX_VDI_LEN, resultString } from '../../proto/constants.js';
-import { readVdiRsp } from '../../proto/header.js';
+import { Res, SD_INODE_HEADER_SIZE, SD_INODE_SIZE, resultString } from '../../proto/constants.js';
 import { vidToDataOid, vidToVdiOid } from '../../proto/oid.js';
 import type { Argv } from './command.js';
 import { EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, EXIT_USAGE, getSink, out, sdErr } from './common.js';
-import { Inode, pstrcpy, type DogContext } from './ctx.js';
+import { Inode, type DogContext } from './ctx.js';
 
 export const VDI_BACKUP_FORMAT_VERSION = 1;
 export const VDI_BACKUP_MAGIC = 0x11921192;
@@ -199,7 +198,7 @@ export async function vdiBackup(ctx: DogContext, argv: Argv, o: BackupOptions): 
 }
 
 /** NEW_VDI without dog's error printing: the result code, the new vid (result -1: unreachable). */
-async function newVdi(
+function newVdi(
   ctx: DogContext,
   name: string,
   size: bigint,
@@ -207,26 +206,7 @@ async function newVdi(
   snapshot: boolean,
   h: { nrCopies: number; copyPolicy: number; storePolicy: number; blockSizeShift: number },
 ): Promise<{ result: number; vid: number }> {
-  const buf = Buffer.alloc(SD_MAX_VDI_LEN);
-  pstrcpy(buf, 0, SD_MAX_VDI_LEN, name);
-  const rsp = await ctx.exec(
-    {
-      opcode: Op.NEW_VDI,
-      flags: Flag.CMD_WRITE,
-      vdi: {
-        baseVdiId: baseVid,
-        snapid: snapshot ? 1 : 0,
-        vdiSize: BigInt.asUintN(64, size),
-        copies: h.nrCopies,
-        copyPolicy: h.copyPolicy,
-        storePolicy: h.storePolicy,
-        blockSizeShift: h.blockSizeShift,
-      },
-    },
-    buf,
-  );
-  if (!rsp) return { result: -1, vid: 0 };
-  return { result: rsp.result, vid: rsp.result === Res.SUCCESS ? readVdiRsp(rsp.raw).vdiId : 0 };
+  return ctx.newVdiRequest(name, size, baseVid, snapshot, h.nrCopies, h.copyPolicy, h.storePolicy, h.blockSizeShift);
 }
 
 export type VdiDeleter = (ctx: DogContext, vdiname: string) => Promise<number>;

@@ -563,7 +563,32 @@ export class DogContext {
     return { ret: EXIT_SUCCESS, vid: f.vid, inode };
   }
 
-  /** do_vdi_create(): NEW_VDI. */
+  /** NEW_VDI without printing: the result code and the new vid (result -1: no node answered). */
+  async newVdiRequest(
+    name: string,
+    size: bigint,
+    baseVid: number,
+    snapshot: boolean,
+    copies: number,
+    copyPolicy: number,
+    storePolicy: number,
+    blockSizeShift: number,
+  ): Promise<{ result: number; vid: number }> {
+    const buf = Buffer.alloc(SD_MAX_VDI_LEN);
+    pstrcpy(buf, 0, SD_MAX_VDI_LEN, name);
+    const rsp = await this.exec(
+      {
+        opcode: Op.NEW_VDI,
+        flags: Flag.CMD_WRITE,
+        vdi: { baseVdiId: baseVid, snapid: snapshot ? 1 : 0, vdiSize: BigInt.asUintN(64, size), copies, copyPolicy, storePolicy, blockSizeShift },
+      },
+      buf,
+    );
+    if (!rsp) return { result: -1, vid: 0 };
+    return { result: rsp.result, vid: rsp.result === Res.SUCCESS ? readVdiRsp(rsp.raw).vdiId : 0 };
+  }
+
+  /** do_vdi_create(): NEW_VDI, printing dog's message on failure. */
   async doVdiCreate(
     name: string,
     size: bigint,
@@ -574,30 +599,13 @@ export class DogContext {
     storePolicy: number,
     blockSizeShift: number,
   ): Promise<{ ret: number; vid: number }> {
-    const buf = Buffer.alloc(SD_MAX_VDI_LEN);
-    pstrcpy(buf, 0, SD_MAX_VDI_LEN, name);
-    const rsp = await this.exec(
-      {
-        opcode: Op.NEW_VDI,
-        flags: Flag.CMD_WRITE,
-        vdi: {
-          baseVdiId: baseVid,
-          snapid: snapshot ? 1 : 0,
-          vdiSize: BigInt.asUintN(64, size),
-          copies,
-          copyPolicy,
-          storePolicy,
-          blockSizeShift,
-        },
-      },
-      buf,
-    );
-    if (!rsp) return { ret: EXIT_SYSFAIL, vid: 0 };
-    if (rsp.result !== Res.SUCCESS) {
-      sdErr(`Failed to create VDI ${name}: ${resultString(rsp.result)}`);
+    const r = await this.newVdiRequest(name, size, baseVid, snapshot, copies, copyPolicy, storePolicy, blockSizeShift);
+    if (r.result === -1) return { ret: EXIT_SYSFAIL, vid: 0 };
+    if (r.result !== Res.SUCCESS) {
+      sdErr(`Failed to create VDI ${name}: ${resultString(r.result)}`);
       return { ret: EXIT_FAILURE, vid: 0 };
     }
-    return { ret: EXIT_SUCCESS, vid: readVdiRsp(rsp.raw).vdiId };
+    return { ret: EXIT_SUCCESS, vid: r.vid };
   }
 
   /** confirm(): prints the question; anything but "yes…" on stdin ends dog with success. */
