@@ -3,7 +3,7 @@
 // size parsing (option_parse_size), copy-policy parsing (parse_copy), and the output sinks.
 // Everything here is pure or only touches process.stdout/stderr, so it can be unit tested.
 
-import { SD_EC_MAX_STRIP, SD_MAX_COPIES } from '../../proto/constants.js';
+import { copiesErrorMessage, tryParseCopies } from '../../ec/policy.js';
 
 // ---------------------------------------------------------------------------------------------
 // Exit codes (include/exits.h)
@@ -317,18 +317,8 @@ export function atoi(s: string): number {
  * parity strips). Returns {copies: 0} for an invalid string, as upstream does.
  */
 export function parseCopy(str: string): { copies: number; copyPolicy: number } {
-  const p = str.slice(0, 9); // char p[10]
-  const toks = p.split(':').filter((t) => t.length > 0); // strtok semantics
-  const n1 = toks[0];
-  const n2 = toks[1];
-  if (n1 === undefined || !isNumeric(n1) || (n2 !== undefined && !isNumeric(n2))) return { copies: 0, copyPolicy: 0 };
-  const copy = strtol(n1).value & 0xff; // uint8_t
-  if (copy > SD_MAX_COPIES) return { copies: 0, copyPolicy: 0 };
-  if (n2 === undefined) return { copies: copy, copyPolicy: 0 };
-  if (copy !== 2 && copy !== 4 && copy !== 8 && copy !== 16) return { copies: 0, copyPolicy: 0 };
-  const parity = strtol(n2).value & 0xff;
-  if (parity >= SD_EC_MAX_STRIP || parity === 0) return { copies: 0, copyPolicy: 0 };
-  return { copies: (copy + parity) & 0xff, copyPolicy: (((copy / 2) << 4) + parity) & 0xff };
+  const r = tryParseCopies(str.slice(0, 9)); // dog copies the value into char p[10]
+  return r ? { copies: r.copies, copyPolicy: r.copyPolicy } : { copies: 0, copyPolicy: 0 };
 }
 
 /** ec_policy_to_dp(): data and parity strips of an EC copy_policy byte. */
@@ -345,13 +335,7 @@ export function redundancyScheme(copies: number, policy: number): string {
   return String(copies);
 }
 
-export const COPY_ERROR = (opt: string): string =>
-  `Invalid parameter ${opt}\n` +
-  'To create replicated vdi, set -c x\n' +
-  `  x(1 to ${SD_MAX_COPIES})   - number of replicated copies\n` +
-  'To create erasure coded vdi, set -c x:y\n' +
-  '  x(2,4,8,16)  - number of data strips\n' +
-  '  y(1 to 15)   - number of parity strips';
+export const COPY_ERROR = copiesErrorMessage;
 
 // ---------------------------------------------------------------------------------------------
 // Time (local time zone, like localtime_r)
