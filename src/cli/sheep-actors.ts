@@ -10,6 +10,7 @@ import { LocalDriver, DEFAULT_LOCAL_HUB } from '../cluster/local.js';
 import { ZooKeeperDriver, parseZooKeeperSpec } from '../cluster/zookeeper.js';
 import type { ClusterDriver } from '../cluster/driver.js';
 import { Sheep } from '../node/sheep.js';
+import { ObjectStore } from '../store/object-store.js';
 import { ActorSystem } from '../runtime/system.js';
 import { HashPool } from '../runtime/hash-pool.js';
 import { LogCorruptedError } from '../runtime/event-log.js';
@@ -179,7 +180,7 @@ export async function runStart(argv: string[], invokedAs: string): Promise<numbe
   const bye = () => void sheep.stop('signal').then(() => process.exit(0));
   process.on('SIGTERM', bye);
   process.on('SIGINT', bye);
-  process.on('SIGUSR2', () => sheep.store.injectEio(true)); // test hook: the disk fails with EIO from now on
+  process.on('SIGUSR2', () => (sheep.store as ObjectStore).injectEio(true)); // test hook: the disk fails with EIO from now on
   return -1; // keep running
 }
 

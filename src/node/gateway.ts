@@ -37,16 +37,16 @@ function storeResult(err: unknown): number {
 
 /** Runs `attempt` until it succeeds or fails for a reason a newer epoch cannot fix. */
 async function withEpochRetry<T>(sheep: Sheep, what: string, attempt: () => Promise<T | { retry: number }>): Promise<T> {
-  const deadline = Date.now() + TRANSIENT_RETRY_MS;
+  const deadline = sheep.clock.now() + TRANSIENT_RETRY_MS;
   for (;;) {
     const r = await attempt();
     if (!(r && typeof r === 'object' && 'retry' in (r as object))) return r as T;
     const result = (r as { retry: number }).retry;
-    if (Date.now() > deadline) {
+    if (sheep.clock.now() > deadline) {
       sheep.log('error', `${what}: giving up after ${TRANSIENT_RETRY_MS} ms (result 0x${result.toString(16)})`);
       throw new SheepError(result === Res.NETWORK_ERROR ? Res.NETWORK_ERROR : Res.EIO);
     }
-    await new Promise((res) => setTimeout(res, RETRY_DELAY_MS));
+    await sheep.clock.sleep(RETRY_DELAY_MS);
   }
 }
 

@@ -320,7 +320,7 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
       await sheep.broadcast((seq) => ({ op: 'recovery', origin: sheep.selfId, seq, enable: req.opcode === Op.ENABLE_RECOVER }));
       return rsp({ result: ok });
     case Op.KILL_NODE:
-      setImmediate(() => void sheep.stop('killed by KILL_NODE'));
+      sheep.clock.defer(() => void sheep.stop('killed by KILL_NODE'));
       return rsp({ result: ok });
     case Op.GET_STORE_LIST: {
       const text = Buffer.from('plain tree \0');
@@ -441,8 +441,8 @@ async function lookupFromRequest(sheep: Sheep, req: IncomingRequest): Promise<Fo
   return r.found;
 }
 
-function nowTime(): bigint {
-  const ms = Date.now();
+function nowTime(sheep: Sheep): bigint {
+  const ms = sheep.clock.wallMs();
   return (BigInt(Math.floor(ms / 1000)) << 32n) | BigInt((ms % 1000) * 1_000_000);
 }
 
@@ -482,7 +482,7 @@ async function newVdi(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<Rep
         throw new SheepError(Res.BASE_VDI_READ);
       }
     }
-    const now = nowTime();
+    const now = nowTime(sheep);
     const vdiCopies = base && (isSnapshot || isRebase) ? base.nrCopies : copies;
     const vdiBss = base ? base.blockSizeShift : bss;
     const header = encodeInodeHeader({
@@ -604,7 +604,7 @@ async function makeFs(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<Rep
       op: 'make_fs',
       origin: sheep.selfId,
       seq,
-      format: { ctime: c.ctime || nowTime(), copies, copyPolicy: c.copyPolicy, flags: c.flags | (c.flags & ClusterFlag.AUTO_VNODES), blockSizeShift: bss, store },
+      format: { ctime: c.ctime || nowTime(sheep), copies, copyPolicy: c.copyPolicy, flags: c.flags | (c.flags & ClusterFlag.AUTO_VNODES), blockSizeShift: bss, store },
     },
   }));
   return rsp({ result: ok });

@@ -132,7 +132,7 @@ export class RecoveryWork {
 
   /** Pulls every pending object, `maxInFlight` at a time, reporting progress. */
   async run(epoch: number, maxInFlight: number, progress: (p: RecoveryProgress) => void): Promise<RecoveryProgress> {
-    while (this.running) await new Promise((r) => setTimeout(r, 10));
+    while (this.running) await this.sheep.clock.sleep(10);
     this.running = true;
     this.stopRequested = false;
     try {
@@ -142,14 +142,14 @@ export class RecoveryWork {
         while (!this.stopRequested && this.epoch === epoch && next < this.order.length) {
           const limit = this.throttle.maxExecCount || maxInFlight;
           if (index >= limit) {
-            await new Promise((r) => setTimeout(r, 50)); // throttled down: idle until allowed again
+            await this.sheep.clock.sleep(50); // throttled down: idle until allowed again
             continue;
           }
           const oid = this.order[next++]!;
           if (!this.pending.has(oid)) continue;
           await this.recover(oid);
           if ((this.done + this.failed) % PROGRESS_EVERY === 0) progress(this.snapshot());
-          if (this.throttle.intervalMs > 0) await new Promise((r) => setTimeout(r, this.throttle.intervalMs));
+          if (this.throttle.intervalMs > 0) await this.sheep.clock.sleep(this.throttle.intervalMs);
         }
       };
       await Promise.all(Array.from({ length: workers }, (_, i) => worker(i)));

@@ -3,8 +3,6 @@
 // VDI lifecycle and locks live in VDI actors; this class keeps a projection of their state for the
 // I/O fast path, refreshed from each actor's reply before the next cluster event is applied.
 import type { Server } from 'node:net';
-import { appendFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Packr } from 'msgpackr';
 import { ActorSystem } from '../runtime/system.js';
 import { HashPool } from '../runtime/hash-pool.js';
@@ -16,11 +14,12 @@ import { decodeSdNode, encodeSdNode, sortNodes, type SdNode } from '../proto/str
 import { autoVnodes, buildVnodeRing, placeObject, toRingNode, type VnodeRing } from '../placement/ring.js';
 import { isDataObj, isVdiObj, oidToVid, objectSize } from '../proto/oid.js';
 import { decodeInodeHeader } from '../proto/structs.js';
-import { ObjectStore, StoreError } from '../store/object-store.js';
+import { StoreError } from '../store/object-store.js';
+import type { Store } from '../store/store.js';
+import { realEnv, type Hasher, type NodeClock, type NodeEnv, type NodeMeta, type PeerTransport } from './env.js';
 import { VDI_KIND, type VdiInput, type VdiSummary } from '../actors/vdi/machine.js';
 import { startServer, stopServer, type IncomingRequest, type Reply } from './server.js';
-import { PeerPool } from './peers.js';
-import { readConfig, readEpochFiles, UNFORMATTED, VdiBitmap, writeConfig, writeEpochFile, type ClusterFormat, type StatusCode } from './cluster-state.js';
+import { UNFORMATTED, VdiBitmap, type ClusterFormat, type StatusCode } from './cluster-state.js';
 import { handleRequest } from './ops.js';
 import { RecoveryWork } from './recovery.js';
 import { RECOVERY_KIND } from '../actors/recovery/machine.js';
@@ -43,7 +42,9 @@ export interface SheepOptions {
   readonly actorWorkers?: number;
   /** Record every VDI actor input to this event log (sheep-actors replay FILE checks it). */
   readonly record?: string;
-  readonly hashPool?: HashPool;
+  readonly hashPool?: Hasher;
+  /** Clock, disk, peers, logging: production by default; the simulator injects its own. */
+  readonly env?: NodeEnv;
   readonly logLevel?: number;
   /** Where sheep.log goes (sheep -l dir=PATH); default the store directory. */
   readonly logDir?: string;
@@ -81,8 +82,11 @@ const packr = new Packr({ useRecords: false, int64AsType: 'bigint' } as never);
 const LOG_LEVELS = ['emerg', 'alert', 'crit', 'err', 'warn', 'notice', 'info', 'debug'];
 
 export class Sheep {
-  readonly store: ObjectStore;
-  readonly peers = new PeerPool();
+  readonly store: Store;
+  readonly peers: PeerTransport;
+  readonly clock: NodeClock;
+  readonly meta: NodeMeta;
+  readonly env: NodeEnv;
   readonly inUse = new VdiBitmap();
   readonly deleted = new VdiBitmap();
   readonly vdis = new Map<number, VdiSummary>();
@@ -96,7 +100,7 @@ export class Sheep {
   ring: VnodeRing | null = null;
   logLevel: number;
   actors!: ActorSystem;
-  hashPool!: HashPool;
+  hashPool!: Hasher;
   private ownsActors = false;
   private ownsHashPool = false;
   private server: Server | null = null;
@@ -135,7 +139,11 @@ export class Sheep {
   diskError: StoreError | null = null;
 
   constructor(readonly opts: SheepOptions) {
-    this.store = new ObjectStore(opts.dir, { noSync: opts.noSync });
+    this.env = opts.env ?? realEnv(opts.dir, { noSync: opts.noSync, logDir: opts.logDir });
+    this.store = this.env.store;
+    this.peers = this.env.peers;
+    this.clock = this.env.clock;
+    this.meta = this.env.meta;
     this.store.onEio = (err) => this.onDiskError(err);
     this.self = {
       nid: { addr: opts.addr, port: opts.port, ioAddr: '', ioPort: 0 },
@@ -152,12 +160,8 @@ export class Sheep {
   log(level: 'info' | 'warn' | 'error' | 'debug', msg: string): void {
     const num = { error: 3, warn: 4, info: 6, debug: 7 }[level];
     if (num > this.logLevel) return;
-    const line = `${new Date().toISOString()} ${LOG_LEVELS[num]} [${this.selfId}] ${msg}\n`;
-    try {
-      appendFileSync(join(this.opts.logDir ?? this.opts.dir, 'sheep.log'), line);
-    } catch {
-      process.stderr.write(line);
-    }
+    const when = this.env.listen ? new Date().toISOString() : `t=${this.clock.now().toFixed(3)}`;
+    this.env.log(`${when} ${LOG_LEVELS[num]} [${this.selfId}] ${msg}\n`);
   }
 
   async start(): Promise<void> {
@@ -166,13 +170,13 @@ export class Sheep {
       this.opts.actors ??
       (await ActorSystem.start({ workers: this.opts.actorWorkers ?? 1, kindModules: [new URL('../actors/index.js', import.meta.url).href], record: this.opts.record }));
     this.ownsActors = !this.opts.actors;
-    this.hashPool = this.opts.hashPool ?? new HashPool(1);
-    this.ownsHashPool = !this.opts.hashPool;
-    const config = await readConfig(this.opts.dir);
+    this.hashPool = this.opts.hashPool ?? this.env.hasher ?? new HashPool(1);
+    this.ownsHashPool = !this.opts.hashPool && !this.env.hasher;
+    const config = await this.meta.readConfig();
     if (config && config.ctime !== 0n) {
       this.format = { ctime: config.ctime, copies: config.copies, copyPolicy: config.copyPolicy, flags: config.flags, blockSizeShift: config.blockSizeShift, store: config.store || 'plain' };
       this.store.setLayout(this.format.store);
-      for (const [e, v] of await readEpochFiles(this.opts.dir)) this.epochs.set(e, v);
+      for (const [e, v] of await this.meta.readEpochFiles()) this.epochs.set(e, v);
       this.epoch = Math.max(0, ...this.epochs.keys());
       this.diskEpochs = new Map(this.epochs);
     }
@@ -180,7 +184,7 @@ export class Sheep {
     this.actors.provide(recoveryServices(this.actors));
     const free = this.opts.gatewayOnly ? 0n : await this.store.freeBytes();
     (this.self as { space: bigint }).space = this.opts.gatewayOnly ? 0n : free + (await this.store.usedBytes());
-    this.server = await startServer(this.opts.port, this.opts.bind, {
+    if (this.env.listen) this.server = await startServer(this.opts.port, this.opts.bind, {
       maxDataLength: () => Math.max(SD_INODE_SIZE, 2 ** this.maxBlockSizeShift()),
       handle: (req) => this.handle(req),
       log: (level, msg) => this.log(level, msg),
@@ -199,7 +203,7 @@ export class Sheep {
     if (this.diskError || this.stopped) return;
     this.diskError = err;
     this.log('error', `disk error: ${err.message}: leaving the cluster`);
-    setImmediate(() => void this.stop('disk error'));
+    this.clock.defer(() => void this.stop('disk error'));
   }
 
   /** Stops serving; `reason` goes to the log. */
@@ -406,7 +410,7 @@ export class Sheep {
           if (this.format.ctime !== 0n && BigInt(msg.state.format.ctime) !== 0n && BigInt(msg.state.format.ctime) !== this.format.ctime) {
             this.log('error', `refusing to join: this store belongs to a cluster created at ${this.format.ctime}, the running cluster was created at ${msg.state.format.ctime}`);
             this.awaitingState = false;
-            setImmediate(() => void this.stop('join refused: different cluster creation time'));
+            this.clock.defer(() => void this.stop('join refused: different cluster creation time'));
             return;
           }
           const wasFormatted = this.format.ctime !== 0n;
@@ -537,7 +541,7 @@ export class Sheep {
       else if (v.lockState === 3) for (const p of v.participants) await this.vdiAsk(v.vid, { type: 'LOCK', owner: p, shared: true });
     }
     if (this.format.ctime !== 0n) await this.persistFormat();
-    for (const [e, v] of this.epochs) await writeEpochFile(this.opts.dir, e, v.nodes, v.time);
+    for (const [e, v] of this.epochs) await this.meta.writeEpochFile(e, v.nodes, v.time);
   }
 
   private async membershipChanged(members: readonly Member[]): Promise<void> {
@@ -642,7 +646,7 @@ export class Sheep {
     this.epochs.clear();
     for (const [e, nodes, t] of msg.epochs) this.epochs.set(e, { nodes: nodes.map((n) => decodeSdNode(Buffer.from(n))), time: BigInt(t) });
     this.epoch = msg.epoch;
-    for (const [e, v] of this.epochs) await writeEpochFile(this.opts.dir, e, v.nodes, v.time);
+    for (const [e, v] of this.epochs) await this.meta.writeEpochFile(e, v.nodes, v.time);
     this.inUse.clear();
     this.deleted.clear();
     for (const vid of this.vdis.keys()) this.actors.stop({ kind: VDI_KIND, id: this.vdiActorId(vid) });
@@ -702,9 +706,9 @@ export class Sheep {
   private async newEpoch(): Promise<void> {
     this.epoch++;
     this.log('info', `epoch ${this.epoch}: ${this.members.map((n) => `${n.nid.addr}:${n.nid.port}`).join(' ')}`);
-    const time = BigInt(Math.floor(Date.now() / 1000));
+    const time = BigInt(Math.floor(this.clock.wallMs() / 1000));
     this.epochs.set(this.epoch, { nodes: this.members, time });
-    await writeEpochFile(this.opts.dir, this.epoch, this.members, time);
+    await this.meta.writeEpochFile(this.epoch, this.members, time);
   }
 
   rebuildRing(): void {
@@ -719,7 +723,7 @@ export class Sheep {
   }
 
   private async persistFormat(): Promise<void> {
-    await writeConfig(this.opts.dir, {
+    await this.meta.writeConfig({
       ctime: this.format.ctime,
       flags: this.format.flags,
       copies: this.format.copies,
@@ -803,7 +807,7 @@ export class Sheep {
       case 'shutdown':
         this.status = ClusterStatus.SHUTDOWN;
         await this.persistFormat();
-        setImmediate(() => void this.stop('cluster shutdown'));
+        this.clock.defer(() => void this.stop('cluster shutdown'));
         break;
     }
     if (msg.origin === this.selfId) {

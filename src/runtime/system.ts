@@ -71,7 +71,8 @@ export class ShardRuntime {
   readonly slab: SlabPool;
   private readonly inbox: Inbox;
   private readonly writers: Array<ChannelWriter | null>;
-  private readonly pendingAsks = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private readonly pendingAsks = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: unknown }>();
+  private readonly clock: Clock;
   private nextAsk = 1;
   private readonly recorder?: EventLogWriter;
   private loop?: Promise<void>;
@@ -80,6 +81,7 @@ export class ShardRuntime {
     readonly wiring: ShardWiring,
     opts: { clock: Clock; services?: Services; onFailure?: (r: FailureReport) => void },
   ) {
+    this.clock = opts.clock;
     this.slab = new SlabPool(wiring.slabSab);
     this.inbox = new Inbox(wiring.doorbellSab);
     for (const spec of wiring.inbound) this.inbox.attach(spec);
@@ -134,7 +136,7 @@ export class ShardRuntime {
   ask<T = unknown>(addr: Address, event: AnyEventObject, timeoutMs = DEFAULT_ASK_TIMEOUT_MS): Promise<T> {
     const id = this.nextAsk++ * ASK_SHARD_BITS + this.wiring.shard;
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.clock.setTimeout(() => {
         this.pendingAsks.delete(id);
         reject(new AskTimeoutError(addressKey(addr), event.type, timeoutMs));
       }, timeoutMs);
@@ -155,7 +157,7 @@ export class ShardRuntime {
     const pending = this.pendingAsks.get(id);
     if (!pending) return; // timed out already
     this.pendingAsks.delete(id);
-    clearTimeout(pending.timer);
+    this.clock.clearTimeout(pending.timer);
     pending.resolve(value);
   }
 
@@ -203,7 +205,7 @@ export class ShardRuntime {
     this.recorder?.close();
     this.host.shutdown();
     for (const p of this.pendingAsks.values()) {
-      clearTimeout(p.timer);
+      this.clock.clearTimeout(p.timer);
       p.reject(new Error('actor system shut down'));
     }
     this.pendingAsks.clear();

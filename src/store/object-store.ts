@@ -3,6 +3,7 @@
 // temporary file, synced and renamed into place, so a crash never leaves a torn object under its real name.
 // Writes are durable before the reply (unless the node runs with -n): files are opened O_DSYNC, so one
 // pwrite is one trip through libuv's thread pool instead of a write and an fdatasync.
+import type { Store } from './store.js';
 import { constants as fsc, promises as fsp, close, fsync, open, read, write, ftruncate } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { isAttrObj, isVdiObj, isVmstateObj } from '../proto/oid.js';
@@ -112,7 +113,7 @@ export interface ObjectStoreOptions {
   readonly fdCacheSize?: number;
 }
 
-export class ObjectStore {
+export class ObjectStore implements Store {
   readonly objDir: string;
   readonly staleDir: string;
   private readonly fds: FdCache;

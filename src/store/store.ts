@@ -1,0 +1,27 @@
+// What a sheep needs from its disk. ObjectStore keeps objects in files (Sheepdog's layout); the simulator
+// swaps in an in-memory disk with injected faults. Errors are StoreErrors (NO_OBJ, NO_SPACE, EIO...).
+import type { StoreError } from './object-store.js';
+
+export interface Store {
+  /** Called when an operation fails because the disk does: the sheep leaves the cluster. */
+  onEio: ((err: StoreError) => void) | null;
+  init(): Promise<void>;
+  setLayout(layout: string): void;
+  exists(oid: bigint): Promise<boolean>;
+  /** Creates (or atomically replaces) an object of `objectSize` bytes holding `data` at `offset`. */
+  create(oid: bigint, objectSize: number, data: Uint8Array, offset: number): Promise<void>;
+  /** Overwrites part of an existing object; NO_OBJ if absent. */
+  write(oid: bigint, data: Uint8Array, offset: number): Promise<void>;
+  /** Bytes past the object's end read as zeros. */
+  read(oid: bigint, offset: number, length: number, into?: Buffer): Promise<Buffer>;
+  size(oid: bigint): Promise<number>;
+  remove(oid: bigint): Promise<void>;
+  moveToStale(oid: bigint, epoch: number): Promise<void>;
+  readStale(oid: bigint, length: number): Promise<Buffer>;
+  listStale(): Promise<bigint[]>;
+  list(): Promise<bigint[]>;
+  wipe(): Promise<void>;
+  usedBytes(): Promise<bigint>;
+  freeBytes(): Promise<bigint>;
+  close(): Promise<void>;
+}
