@@ -170,14 +170,14 @@ export class RecoveryWork {
 
   /** Waits for an object still under recovery (pulling it now, ahead of the queue). */
   async waitFor(oid: bigint): Promise<void> {
-    if (this.preparing) await this.preparing;
+    while (this.preparing) await this.preparing; // a newer epoch may begin while we wait
     if (!this.pending.has(oid) && !this.inFlight.has(oid)) return;
     await this.recover(oid);
   }
 
   /** A client create supersedes recovery of that object: let an in-flight pull finish first. */
   async supersede(oid: bigint): Promise<void> {
-    if (this.preparing) await this.preparing;
+    while (this.preparing) await this.preparing;
     const p = this.inFlight.get(oid);
     if (p) await p.catch(() => undefined);
     this.pending.delete(oid);

@@ -160,7 +160,7 @@ export class Sheep {
   log(level: 'info' | 'warn' | 'error' | 'debug', msg: string): void {
     const num = { error: 3, warn: 4, info: 6, debug: 7 }[level];
     if (num > this.logLevel) return;
-    const when = this.env.listen ? new Date().toISOString() : `t=${this.clock.now().toFixed(3)}`;
+    const when = this.env.listen ? new Date().toISOString() : `[t=${(this.clock.now() / 1000).toFixed(3)}s]`;
     this.env.log(`${when} ${LOG_LEVELS[num]} [${this.selfId}] ${msg}\n`);
   }
 
@@ -703,8 +703,14 @@ export class Sheep {
     return { inRecovery: this.recovery.active, state: this.recovery.active ? 1 : 0, nrFinished: BigInt(p.done + p.failed), nrTotal: BigInt(p.total) };
   }
 
-  private async newEpoch(): Promise<void> {
+  /**
+   * Starts the next epoch. With `recover` the recovery work is marked as preparing in the same step, so a
+   * peer request of the new epoch arriving while the epoch file is written waits for the object list
+   * instead of finding an object that recovery has not pulled yet (found by the simulator, seed 3).
+   */
+  private async newEpoch(recover = true): Promise<void> {
     this.epoch++;
+    if (recover && !this.opts.gatewayOnly) this.recovery.beginEpoch(this.epoch);
     this.log('info', `epoch ${this.epoch}: ${this.members.map((n) => `${n.nid.addr}:${n.nid.port}`).join(' ')}`);
     const time = BigInt(Math.floor(this.clock.wallMs() / 1000));
     this.epochs.set(this.epoch, { nodes: this.members, time });
@@ -756,7 +762,7 @@ export class Sheep {
         this.epoch = 0;
         this.rebuildRing(); // the format decides between auto and fixed vnodes
         await this.persistFormat();
-        await this.newEpoch();
+        await this.newEpoch(false);
         break;
       }
       case 'new_vdi': {
