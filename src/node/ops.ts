@@ -143,7 +143,9 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
       if (sheep.opts.gatewayOnly) return rsp({ result: Res.NO_SUPPORT });
       const o = sheep.readObj(req);
       if (req.opcode === Op.READ_PEER && req.flags & Flag.CMD_RECOVERY) {
-        // Recovery reads take any copy this node has, current or stale, whatever the epoch.
+        // Recovery reads take any copy this node has, current or stale, whatever the epoch, unless the copy
+        // is unverified since this node came back.
+        if (sheep.recovery.isSuspect(o.oid)) return rsp({ result: Res.NO_OBJ });
         const size = Math.min(req.dataLength, sheep.objectSizeOf(o.oid));
         const data = await sheep.store.read(o.oid, o.offset, size).catch(() => sheep.store.readStale(o.oid, size));
         return rsp({ result: ok, dataLength: size }, data);
@@ -343,6 +345,8 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
     }
     case Op.GET_HASH: {
       const o = sheep.readObj(req);
+      // For recovery only a verified copy is a reference (see RecoveryWork.isSuspect).
+      if (req.flags & Flag.CMD_RECOVERY && sheep.recovery.isSuspect(o.oid)) return rsp({ result: Res.NO_OBJ });
       const size = sheep.objectSizeOf(o.oid);
       const fileSize = await sheep.store.size(o.oid);
       const len = Math.min(size, fileSize);

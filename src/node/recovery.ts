@@ -35,6 +35,12 @@ export class RecoveryWork {
    */
   suspectLocal = false;
   /**
+   * The local objects still unverified since the node came back. Per object, not per node: an object this
+   * node does not own at the first epoch after its return may become its own later, and must be checked
+   * then (found by the simulator, seed 6: a stale copy served after a second membership change).
+   */
+  private readonly suspects = new Set<bigint>();
+  /**
    * Throttling (`sheep -R max=,interval=`, `dog node recovery set-throttle`): at most `maxExecCount` pulls
    * at a time, and `intervalMs` between the pulls of each worker. Read live, so a change applies at once.
    */
@@ -43,6 +49,21 @@ export class RecoveryWork {
   private verify = new Set<bigint>();
 
   constructor(private readonly sheep: Sheep) {}
+
+  /** This node came back after missing epochs: all its copies are unverified until checked. */
+  markSuspect(local: readonly bigint[]): void {
+    if (local.length === 0) return;
+    this.suspectLocal = true;
+    for (const oid of local) this.suspects.add(oid);
+  }
+
+  /**
+   * An unverified copy must not be the reference for anyone else's recovery: GET_HASH and recovery reads
+   * refuse it, so the asker turns to a node that stayed.
+   */
+  isSuspect(oid: bigint): boolean {
+    return this.suspects.has(oid);
+  }
 
   isPending(oid: bigint): boolean {
     return this.pending.has(oid);
@@ -77,7 +98,9 @@ export class RecoveryWork {
   private async makeList(epoch: number): Promise<number> {
     this.epoch = epoch; // a previous run stops picking new objects once the epoch moves on
     const sheep = this.sheep;
-    const mine = new Set((await sheep.store.list()).map((o) => o.toString()));
+    const local = await sheep.store.list();
+    const mine = new Set(local.map((o) => o.toString()));
+    const returning = this.suspectLocal;
     const seen = new Map<bigint, SdNode[]>();
     let complete = true;
     await Promise.all(
@@ -109,13 +132,13 @@ export class RecoveryWork {
     for (const [oid, holders] of seen) {
       if (!sheep.placement(oid, sheep.copiesOf(oid)).some((n) => sheep.isSelf(n))) continue;
       if (mine.has(oid.toString())) {
-        if (!this.suspectLocal) continue;
+        if (!this.suspects.has(oid)) continue;
         this.verify.add(oid);
       }
       wanted.push(oid);
       this.sources.set(oid, holders);
     }
-    if (this.suspectLocal && complete) {
+    if (returning && complete) {
       // Objects only this returning node has: deleted while it was away unless some inode still uses them.
       for (const oid of await sheep.store.list()) if (!seen.has(oid) && (await sheep.isOrphan(oid))) await sheep.store.moveToStale(oid, epoch).catch(() => undefined);
     }
@@ -124,6 +147,7 @@ export class RecoveryWork {
     this.order = wanted;
     this.pending = new Set(wanted);
     if (complete) this.suspectLocal = false;
+    sheep.log('info', `recovery: epoch ${epoch}: ${wanted.length} objects to recover, ${this.verify.size} local copies to verify${complete ? '' : ' (some nodes could not be listed)'}`);
     this.total = wanted.length;
     this.done = 0;
     this.failed = 0;
@@ -181,6 +205,7 @@ export class RecoveryWork {
     const p = this.inFlight.get(oid);
     if (p) await p.catch(() => undefined);
     this.pending.delete(oid);
+    this.suspects.delete(oid); // replaced (or removed) as a whole by a client
   }
 
   private recover(oid: bigint): Promise<void> {
@@ -198,6 +223,7 @@ export class RecoveryWork {
     const sources = this.sources.get(oid) ?? sheep.members.filter((n) => !sheep.isSelf(n));
     if (this.verify.has(oid) && (await this.localMatches(oid, sources))) {
       this.verify.delete(oid);
+      this.suspects.delete(oid);
       this.pending.delete(oid);
       this.done++;
       return;
@@ -209,6 +235,7 @@ export class RecoveryWork {
         if (r.result !== Res.SUCCESS) continue;
         if (!this.pending.has(oid)) return; // a client created it meanwhile
         await sheep.store.create(oid, size, r.data, 0);
+        this.suspects.delete(oid);
         this.pending.delete(oid);
         this.done++;
         return;
@@ -227,7 +254,7 @@ export class RecoveryWork {
     for (const node of sources) {
       try {
         const c = await sheep.peers.get(node.nid.addr, node.nid.port);
-        const r = await c.request({ opcode: Op.GET_HASH, obj: { oid } });
+        const r = await c.request({ opcode: Op.GET_HASH, flags: Flag.CMD_RECOVERY, obj: { oid } });
         if (r.result !== Res.SUCCESS) continue;
         const theirs = r.raw.subarray(24, 44).toString('hex');
         return theirs === (await sheep.localHash(oid));

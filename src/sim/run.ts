@@ -45,6 +45,8 @@ export interface RunOptions {
   readonly logPath?: string;
   /** Replay: called for each step as it happens; a thrown error stops the run as a divergence. */
   readonly onStep?: (n: number, t: number, what: string) => void;
+  /** Sheep log level in the text log (6 info, 7 debug). */
+  readonly logLevel?: number;
 }
 
 const DISK_CAPACITY = 1 << 30;
@@ -83,7 +85,7 @@ export async function runSimulation(params: SimParams, opts: RunOptions = {}): P
       if (v) fail(v);
     }
   };
-  world = new World(sched, rng.fork(), { nodes: params.nodes, diskCapacity: DISK_CAPACITY, latencyMs: [0.05, 1.5], dropRate: 0.002 }, step);
+  world = new World(sched, rng.fork(), { nodes: params.nodes, diskCapacity: DISK_CAPACITY, latencyMs: [0.05, 1.5], dropRate: 0.002, logLevel: opts.logLevel ?? 6 }, step);
   if (params.bug === 'lose-write') world.nodes[0]!.disk.loseWrites = true;
   const workload = new Workload(world, sched, rng.fork(), step);
   const faults = new FaultInjector(world, sched, rng.fork(), params.faults, Math.max(1, params.copies - 1), step, DISK_CAPACITY);

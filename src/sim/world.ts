@@ -90,6 +90,7 @@ export interface WorldParams {
   readonly diskCapacity: number;
   readonly latencyMs: readonly [number, number];
   readonly dropRate: number;
+  readonly logLevel: number;
 }
 
 export class World {
@@ -105,7 +106,7 @@ export class World {
   constructor(
     readonly sched: Scheduler,
     private readonly rng: Rng,
-    params: WorldParams,
+    private readonly params: WorldParams,
     private readonly onStep: (what: string) => void,
   ) {
     this.net = new SimNetwork(sched, rng.fork(), { latencyMs: params.latencyMs, dropRate: params.dropRate });
@@ -154,7 +155,7 @@ export class World {
         driver: new IncarnationDriver(this.hub, clock),
         actors,
         env,
-        logLevel: 6,
+        logLevel: this.params.logLevel,
         onStop: (why) => this.stopped(node, n, why),
       });
       node.current = { n, sheep, clock, actors };
