@@ -131,6 +131,8 @@ export class RecoveryWork {
     this.verify = new Set();
     for (const [oid, holders] of seen) {
       if (!sheep.placement(oid, sheep.copiesOf(oid)).some((n) => sheep.isSelf(n))) continue;
+      // Data of a deleted VDI is garbage wherever it lingers (a returning node, a stale copy): never recover it.
+      if (await sheep.isOrphan(oid)) continue;
       if (mine.has(oid.toString())) {
         if (!this.suspects.has(oid)) continue;
         this.verify.add(oid);
@@ -138,10 +140,8 @@ export class RecoveryWork {
       wanted.push(oid);
       this.sources.set(oid, holders);
     }
-    if (returning && complete) {
-      // Objects only this returning node has: deleted while it was away unless some inode still uses them.
-      for (const oid of await sheep.store.list()) if (!seen.has(oid) && (await sheep.isOrphan(oid))) await sheep.store.moveToStale(oid, epoch).catch(() => undefined);
-    }
+    // Local data of VDIs deleted meanwhile (this node was away, or a reclaim missed it): aside with it.
+    for (const oid of local) if (await sheep.isOrphan(oid)) await sheep.store.moveToStale(oid, epoch).catch(() => undefined);
     // Inodes first: VDI metadata is what clients need before anything else.
     wanted.sort((a, b) => (a >> 63n === b >> 63n ? 0 : a >> 63n ? -1 : 1));
     this.order = wanted;

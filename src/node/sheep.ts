@@ -692,8 +692,24 @@ export class Sheep {
   async isOrphan(oid: bigint): Promise<boolean> {
     if (!isDataObj(oid)) return false;
     const vid = oidToVid(oid);
-    if (this.deleted.test(vid)) return true;
     if (!this.inUse.test(vid)) return true;
+    if (!this.deleted.test(vid)) return false;
+    // A deleted VDI's objects may still be shared by the clones and snapshots derived from it.
+    return !this.hasLiveDescendant(vid);
+  }
+
+  private hasLiveDescendant(vid: number): boolean {
+    const queue = [vid];
+    const seen = new Set(queue);
+    while (queue.length > 0) {
+      const p = queue.shift()!;
+      for (const v of this.vdis.values()) {
+        if (v.parentVid !== p || seen.has(v.vid)) continue;
+        if (!v.deleted) return true;
+        seen.add(v.vid);
+        queue.push(v.vid);
+      }
+    }
     return false;
   }
 
