@@ -26,6 +26,7 @@ import { hashVdiName, vdiAttrIdFromStruct, vdiAttrVid } from '../placement/vdi-i
 import { gatewayRead, gatewayRemove, gatewayWrite, reclaimAfterIndexWrite, touchesIndex } from './gateway.js';
 import { SheepError, type Sheep } from './sheep.js';
 import type { IncomingRequest, Reply } from './server.js';
+import { UNVERIFIED } from './recovery.js';
 
 type Rsp = (init: Omit<RspInit, 'opcode' | 'id' | 'epoch'>, data?: Uint8Array) => Reply;
 
@@ -145,7 +146,7 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
       if (req.opcode === Op.READ_PEER && req.flags & Flag.CMD_RECOVERY) {
         // Recovery reads take any copy this node has, current or stale, whatever the epoch, unless the copy
         // is unverified since this node came back.
-        if (sheep.recovery.isSuspect(o.oid)) return rsp({ result: Res.NO_OBJ });
+        if (sheep.recovery.isSuspect(o.oid)) return rsp({ result: UNVERIFIED });
         const size = Math.min(req.dataLength, sheep.objectSizeOf(o.oid));
         const data = await sheep.store.read(o.oid, o.offset, size).catch(() => sheep.store.readStale(o.oid, size));
         return rsp({ result: ok, dataLength: size }, data);
@@ -346,7 +347,11 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
     case Op.GET_HASH: {
       const o = sheep.readObj(req);
       // For recovery only a verified copy is a reference (see RecoveryWork.isSuspect).
-      if (req.flags & Flag.CMD_RECOVERY && sheep.recovery.isSuspect(o.oid)) return rsp({ result: Res.NO_OBJ });
+      if (req.flags & Flag.CMD_RECOVERY && sheep.recovery.isSuspect(o.oid)) {
+        const body = Buffer.alloc(20);
+        body.writeUInt32LE(sheep.recovery.lastEpochBeforeReturn, 0);
+        return rsp({ result: UNVERIFIED, hash: { digest: body } });
+      }
       const size = sheep.objectSizeOf(o.oid);
       const fileSize = await sheep.store.size(o.oid);
       const len = Math.min(size, fileSize);

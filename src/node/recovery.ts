@@ -7,6 +7,13 @@ import type { Sheep } from './sheep.js';
 
 const PROGRESS_EVERY = 16;
 
+/**
+ * Answer to a recovery GET_HASH or READ_PEER for a copy this node has not verified since it came back
+ * (Sheepdog's SD_RES_STARTUP, "not ready yet"); a GET_HASH answer carries the node's last epoch before
+ * it returned in the response's first u32.
+ */
+export const UNVERIFIED = Res.STARTUP;
+
 export interface RecoveryProgress {
   readonly total: number;
   readonly done: number;
@@ -40,6 +47,10 @@ export class RecoveryWork {
    * then (found by the simulator, seed 6: a stale copy served after a second membership change).
    */
   private readonly suspects = new Set<bigint>();
+  /** The last epoch this node was a member of before it came back (decides between unverified copies). */
+  lastEpochBeforeReturn = 0;
+  /** The node is stopping: retries end. */
+  private halted = false;
   /**
    * Throttling (`sheep -R max=,interval=`, `dog node recovery set-throttle`): at most `maxExecCount` pulls
    * at a time, and `intervalMs` between the pulls of each worker. Read live, so a change applies at once.
@@ -51,9 +62,10 @@ export class RecoveryWork {
   constructor(private readonly sheep: Sheep) {}
 
   /** This node came back after missing epochs: all its copies are unverified until checked. */
-  markSuspect(local: readonly bigint[]): void {
+  markSuspect(local: readonly bigint[], lastEpoch: number): void {
     if (local.length === 0) return;
     this.suspectLocal = true;
+    this.lastEpochBeforeReturn = Math.max(this.lastEpochBeforeReturn, lastEpoch);
     for (const oid of local) this.suspects.add(oid);
   }
 
@@ -185,6 +197,7 @@ export class RecoveryWork {
 
   /** Stops the run of `epoch` (a cancelled job); a newer job is not affected. */
   stop(epoch?: number): void {
+    if (epoch === undefined) this.halted = true;
     if (epoch === undefined || epoch === this.epoch) this.stopRequested = true;
   }
 
@@ -216,53 +229,94 @@ export class RecoveryWork {
     return p;
   }
 
+  /**
+   * Pulls one object. A failure that may pass (a peer unreachable or busy verifying, this disk full) is
+   * retried with backoff for as long as the object is still wanted; only when every holder answers that
+   * it has no copy is the object given up. (The simulator found objects left with fewer replicas after a
+   * partition healed: the pull had failed once and nothing ever tried again.)
+   */
   private async pull(oid: bigint): Promise<void> {
     const sheep = this.sheep;
-    if (!this.pending.has(oid)) return;
+    let delay = 50;
+    while (this.pending.has(oid) && !this.halted) {
+      const outcome = await this.tryPull(oid);
+      if (outcome === 'done' || outcome === 'lost') {
+        if (!this.pending.delete(oid)) return;
+        if (outcome === 'done') this.done++;
+        else {
+          this.failed++;
+          sheep.log('error', `recovery: no live copy of ${oid.toString(16).padStart(16, '0')} could be read`);
+        }
+        return;
+      }
+      await sheep.clock.sleep(delay);
+      delay = Math.min(delay * 2, 2000);
+    }
+  }
+
+  private async tryPull(oid: bigint): Promise<'done' | 'lost' | 'retry'> {
+    const sheep = this.sheep;
     const size = sheep.objectSizeOf(oid);
     const sources = this.sources.get(oid) ?? sheep.members.filter((n) => !sheep.isSelf(n));
-    if (this.verify.has(oid) && (await this.localMatches(oid, sources))) {
-      this.verify.delete(oid);
-      this.suspects.delete(oid);
-      this.pending.delete(oid);
-      this.done++;
-      return;
+    if (this.verify.has(oid)) {
+      const verdict = await this.verifyLocal(oid, sources);
+      if (verdict === 'keep') {
+        this.verify.delete(oid);
+        this.suspects.delete(oid);
+        return 'done';
+      }
+      if (verdict === 'retry') return 'retry';
     }
+    let transient = false;
     for (const node of sources) {
       try {
         const c = await sheep.peers.get(node.nid.addr, node.nid.port);
         const r = await c.request({ opcode: Op.READ_PEER, flags: Flag.CMD_RECOVERY, dataLength: size, epoch: sheep.epoch, obj: { oid } });
-        if (r.result !== Res.SUCCESS) continue;
-        if (!this.pending.has(oid)) return; // a client created it meanwhile
+        if (r.result === Res.NO_OBJ) continue;
+        if (r.result !== Res.SUCCESS) {
+          transient = true; // e.g. its copy is not verified yet (UNVERIFIED)
+          continue;
+        }
+        if (!this.pending.has(oid)) return 'done'; // a client created it meanwhile
         await sheep.store.create(oid, size, r.data, 0);
         this.suspects.delete(oid);
-        this.pending.delete(oid);
-        this.done++;
-        return;
+        this.verify.delete(oid);
+        return 'done';
       } catch (err) {
+        transient = true;
         sheep.log('warn', `recovery: pulling ${oid.toString(16)} from ${node.nid.addr}:${node.nid.port} failed: ${(err as Error).message}`);
       }
     }
-    this.pending.delete(oid);
-    this.failed++;
-    sheep.log('error', `recovery: no live copy of ${oid.toString(16).padStart(16, '0')} could be read`);
+    if (this.verify.has(oid)) return 'retry'; // keep asking: the local copy is all there is meanwhile
+    return transient ? 'retry' : 'lost';
   }
 
-  /** Does the local copy hash the same as a current holder's? (reuses a stale local copy when it does) */
-  private async localMatches(oid: bigint, sources: SdNode[]): Promise<boolean> {
+  /**
+   * Is this returning node's copy current? Compared (SHA-1) with a holder that stayed. When no holder that
+   * stayed has one, the copies of returning nodes decide: the one that was a member last wins (ties: the
+   * lowest address), and the others wait for it.
+   */
+  private async verifyLocal(oid: bigint, sources: SdNode[]): Promise<'keep' | 'replace' | 'retry'> {
     const sheep = this.sheep;
+    const unverified: Array<{ id: string; lastEpoch: number }> = [{ id: sheep.selfId, lastEpoch: this.lastEpochBeforeReturn }];
+    let transient = false;
     for (const node of sources) {
       try {
         const c = await sheep.peers.get(node.nid.addr, node.nid.port);
         const r = await c.request({ opcode: Op.GET_HASH, flags: Flag.CMD_RECOVERY, obj: { oid } });
-        if (r.result !== Res.SUCCESS) continue;
-        const theirs = r.raw.subarray(24, 44).toString('hex');
-        return theirs === (await sheep.localHash(oid));
+        if (r.result === Res.SUCCESS) {
+          const theirs = r.raw.subarray(24, 44).toString('hex');
+          return theirs === (await sheep.localHash(oid)) ? 'keep' : 'replace';
+        }
+        if (r.result === UNVERIFIED) unverified.push({ id: `${node.nid.addr}:${node.nid.port}`, lastEpoch: r.raw.readUInt32LE(24) });
+        else if (r.result !== Res.NO_OBJ) transient = true;
       } catch {
-        /* try the next holder */
+        transient = true;
       }
     }
-    return false;
+    if (transient) return 'retry';
+    unverified.sort((a, b) => b.lastEpoch - a.lastEpoch || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return unverified[0]!.id === sheep.selfId ? 'keep' : 'retry';
   }
 
   /** After a job: copies this node holds but no longer owns go to obj/.stale (still served to recovery). */

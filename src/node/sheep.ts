@@ -414,7 +414,7 @@ export class Sheep {
             return;
           }
           const wasFormatted = this.format.ctime !== 0n;
-          if (wasFormatted) this.recovery.markSuspect(await this.store.list());
+          if (wasFormatted) this.recovery.markSuspect(await this.store.list(), Math.max(0, ...this.diskEpochs.keys()));
           await this.installState(msg.state);
           this.awaitingState = false;
           // Running only from here, together with the recovery job: a returning node must not serve its
@@ -642,7 +642,7 @@ export class Sheep {
   private async applyResume(msg: Extract<ClusterMsg, { op: 'resume' }>): Promise<void> {
     if (this.status !== ClusterStatus.WAIT || this.format.ctime === 0n) return;
     const myEpoch = Math.max(0, ...this.diskEpochs.keys());
-    if (myEpoch < msg.epoch) this.recovery.markSuspect(await this.store.list());
+    if (myEpoch < msg.epoch) this.recovery.markSuspect(await this.store.list(), myEpoch);
     this.epochs.clear();
     for (const [e, nodes, t] of msg.epochs) this.epochs.set(e, { nodes: nodes.map((n) => decodeSdNode(Buffer.from(n))), time: BigInt(t) });
     this.epoch = msg.epoch;

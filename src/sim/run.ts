@@ -47,12 +47,16 @@ export interface RunOptions {
   readonly onStep?: (n: number, t: number, what: string) => void;
   /** Sheep log level in the text log (6 info, 7 debug). */
   readonly logLevel?: number;
+  /** Debugging: look at the world after the run, before it is torn down. */
+  readonly inspect?: (world: World) => void;
 }
 
 const DISK_CAPACITY = 1 << 30;
 /** A run that is not done after this much simulated time is stuck (a liveness failure). */
 const MAX_SIM_MS = 3_600_000;
 const RECOVERY_TIMEOUT_MS = 300_000;
+
+const SIM_TRACE = process.env.SHEEP_SIM_TRACE === '1';
 
 export class Divergence extends Error {}
 
@@ -133,6 +137,7 @@ export async function runSimulation(params: SimParams, opts: RunOptions = {}): P
       fail(new InvariantViolation('liveness', 'nothing left to run but the scenario has not finished (deadlock)'));
       break;
     }
+    if (SIM_TRACE && sched.fired % 1000 === 0) process.stderr.write(`[sim] t=${(sched.now() / 1000).toFixed(3)}s timers=${sched.fired} pending=${sched.pending} steps=${steps}\n`);
     if (sched.now() > MAX_SIM_MS) fail(new InvariantViolation('liveness', `not finished after ${MAX_SIM_MS / 1000} simulated s`));
   }
   if (divergence) throw divergence;
@@ -148,6 +153,7 @@ export async function runSimulation(params: SimParams, opts: RunOptions = {}): P
   world.log(line);
   writeFileSync(logPath, world.logLines.join('\n') + '\n');
   if (opts.record) writeSimLog(opts.record, records);
+  opts.inspect?.(world);
   await world.shutdown();
   return {
     verdict,

@@ -60,8 +60,18 @@ export class SimDisk {
   }
 }
 
+const ZEROS = Buffer.alloc(64 * 1024);
+
+/** A private copy of `b` without its trailing zeros, for a new object (they read back as zeros anyway). */
 function copyOf(b: Uint8Array): Buffer {
-  return Buffer.from(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer);
+  let end = b.length;
+  while (end > 0) {
+    const n = Math.min(ZEROS.length, end);
+    if (Buffer.compare(b.subarray(end - n, end), ZEROS.subarray(0, n)) !== 0) break;
+    end -= n;
+  }
+  while (end > 0 && b[end - 1] === 0) end--;
+  return Buffer.from(b.subarray(0, end));
 }
 
 function hex(oid: bigint): string {
@@ -115,14 +125,14 @@ class SimStore implements Store {
       const old = this.disk.objects.get(oid)?.data.length ?? 0;
       if (this.disk.usedBytes() - old + offset + bytes.length > this.disk.faults.capacity) throw new StoreError('NO_SPACE', `create ${hex(oid)}: no space left on device`);
       if (this.disk.loseWrites) return;
-      const buf = Buffer.alloc(offset + bytes.length);
+      const buf = Buffer.alloc(bytes.length > 0 ? offset + bytes.length : 0);
       bytes.copy(buf, offset);
       this.disk.objects.set(oid, { size: objectSize, data: buf });
     });
   }
 
   write(oid: bigint, data: Uint8Array, offset: number): Promise<void> {
-    const bytes = copyOf(data);
+    const bytes = Buffer.from(data); // not trimmed: zeros written over data are data
     return this.op('write', () => {
       const o = this.disk.objects.get(oid);
       if (!o) throw new StoreError('NO_OBJ', `write ${hex(oid)}: no such object`);
@@ -143,9 +153,9 @@ class SimStore implements Store {
     return this.op('read', () => {
       const o = this.disk.objects.get(oid);
       if (!o) throw new StoreError('NO_OBJ', `read ${hex(oid)}: no such object`);
-      const out = into ?? Buffer.alloc(length);
-      out.fill(0, 0, length);
-      if (offset < o.data.length) o.data.copy(out, 0, offset, Math.min(o.data.length, offset + length));
+      const out = into ?? Buffer.allocUnsafe(length);
+      const n = offset < o.data.length ? o.data.copy(out, 0, offset, Math.min(o.data.length, offset + length)) : 0;
+      out.fill(0, n, length);
       return out;
     });
   }

@@ -110,7 +110,7 @@ export class SimNetwork {
                 return fail('connection reset after the request ran');
               }
               conn?.inFlight.delete(fail);
-              resolve({ ...rsp, data: Buffer.from(rsp.data) });
+              resolve(rsp); // its body is a fresh buffer nobody else holds
             },
             this.latency(),
             life,
