@@ -58,6 +58,7 @@ async function localRead(sheep: Sheep, oid: bigint, offset: number, length: numb
 
 export async function gatewayRead(sheep: Sheep, oid: bigint, offset: number, length: number, copies = 0): Promise<Buffer> {
   return withEpochRetry(sheep, `read ${oid.toString(16)}`, async () => {
+    const epoch = sheep.epoch;
     const replicas = sheep.placement(oid, sheep.copiesOf(oid, copies));
     if (replicas.length === 0) throw new SheepError(Res.NO_OBJ);
     const ordered = [...replicas.filter((n) => sheep.isSelf(n)), ...replicas.filter((n) => !sheep.isSelf(n))];
@@ -87,6 +88,7 @@ export async function gatewayRead(sheep: Sheep, oid: bigint, offset: number, len
       else last = rsp.result;
     }
     if (transient) return { retry: transient };
+    if (sheep.epoch !== epoch) return { retry: Res.NEW_NODE_VER }; // placement moved while we waited: ask again
     throw new SheepError(last);
   });
 }
@@ -101,6 +103,7 @@ export async function gatewayWrite(sheep: Sheep, oid: bigint, data: Uint8Array, 
     if (replicas.length === 0) throw new SheepError(Res.NO_SPACE, 'no storing node');
     // Strict clusters (format -t) refuse to write fewer copies than asked for.
     if (sheep.format.flags & ClusterFlag.STRICT && replicas.length < want) throw new SheepError(Res.HALT);
+    const epoch = sheep.epoch;
     const results = await Promise.all(
       replicas.map(async (node) => {
         if (sheep.isSelf(node)) {
@@ -124,13 +127,19 @@ export async function gatewayWrite(sheep: Sheep, oid: bigint, data: Uint8Array, 
     const transient = results.find(isTransient);
     if (transient !== undefined) return { retry: transient };
     const bad = results.find((r) => r !== Res.SUCCESS);
-    if (bad !== undefined) throw new SheepError(bad);
+    // A replica that waited for recovery across a membership change may answer for an old placement.
+    if (bad !== undefined && sheep.epoch !== epoch) return { retry: Res.NEW_NODE_VER };
+    if (bad !== undefined) {
+      sheep.log('debug', `write ${oid.toString(16)}: ${replicas.map((n, i) => `${n.nid.addr}:${n.nid.port}=0x${results[i]!.toString(16)}`).join(' ')}`);
+      throw new SheepError(bad);
+    }
     return undefined;
   });
 }
 
 export async function gatewayRemove(sheep: Sheep, oid: bigint, copies = 0): Promise<void> {
   await withEpochRetry(sheep, `remove ${oid.toString(16)}`, async () => {
+    const epoch = sheep.epoch;
     const replicas = sheep.placement(oid, sheep.copiesOf(oid, copies));
     const results = await Promise.all(
       replicas.map(async (node) => {
@@ -150,6 +159,7 @@ export async function gatewayRemove(sheep: Sheep, oid: bigint, copies = 0): Prom
     const transient = results.find(isTransient);
     if (transient !== undefined) return { retry: transient };
     const bad = results.find((r) => r !== Res.SUCCESS && r !== Res.NO_OBJ);
+    if (bad !== undefined && sheep.epoch !== epoch) return { retry: Res.NEW_NODE_VER };
     if (bad !== undefined) throw new SheepError(bad);
     return undefined;
   });

@@ -155,6 +155,7 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
       if (req.epoch > sheep.epoch) return rsp({ result: Res.NEW_NODE_VER });
       if (req.opcode === Op.READ_PEER) {
         await sheep.recovery.waitFor(o.oid);
+        if (req.epoch !== sheep.epoch) return rsp({ result: Res.OLD_NODE_VER }); // moved on while waiting
         const data = await sheep.store.read(o.oid, o.offset, req.dataLength);
         return rsp({ result: ok, dataLength: req.dataLength }, data);
       }
@@ -166,6 +167,7 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
         await sheep.store.create(o.oid, sheep.objectSizeOf(o.oid), req.data, o.offset);
       } else {
         await sheep.recovery.waitFor(o.oid);
+        if (req.epoch !== sheep.epoch) return rsp({ result: Res.OLD_NODE_VER }); // moved on while waiting
         await sheep.store.write(o.oid, req.data, o.offset);
       }
       return rsp({ result: ok });

@@ -49,6 +49,8 @@ export class RecoveryWork {
   private readonly suspects = new Set<bigint>();
   /** The last epoch this node was a member of before it came back (decides between unverified copies). */
   lastEpochBeforeReturn = 0;
+  /** The epoch whose object list is still missing some nodes (0: none). */
+  private unlistedEpoch = 0;
   /** The node is stopping: retries end. */
   private halted = false;
   /**
@@ -115,6 +117,7 @@ export class RecoveryWork {
     const returning = this.suspectLocal;
     const seen = new Map<bigint, SdNode[]>();
     let complete = true;
+    const unlisted: SdNode[] = [];
     await Promise.all(
       sheep.members
         .filter((n) => !sheep.isSelf(n) && n.nrVnodes > 0)
@@ -124,6 +127,7 @@ export class RecoveryWork {
             const r = await c.request({ opcode: Op.GET_OBJ_LIST, flags: Flag.CMD_RECOVERY, dataLength: 64 << 20, epoch });
             if (r.result !== Res.SUCCESS) {
               complete = false;
+              unlisted.push(n);
               return;
             }
             for (let i = 0; i + 8 <= r.data.length; i += 8) {
@@ -134,6 +138,7 @@ export class RecoveryWork {
             }
           } catch (err) {
             complete = false;
+            unlisted.push(n);
             sheep.log('warn', `recovery: cannot list objects of ${n.nid.addr}:${n.nid.port}: ${(err as Error).message}`);
           }
         }),
@@ -159,6 +164,9 @@ export class RecoveryWork {
     this.order = wanted;
     this.pending = new Set(wanted);
     if (complete) this.suspectLocal = false;
+    this.unlistedEpoch = complete ? 0 : epoch;
+    if (!complete) void this.relist(epoch, unlisted);
+    sheep.log('debug', `recovery: epoch ${epoch}: wanted ${wanted.slice(0, 20).map((o) => o.toString(16)).join(' ')}`);
     sheep.log('info', `recovery: epoch ${epoch}: ${wanted.length} objects to recover, ${this.verify.size} local copies to verify${complete ? '' : ' (some nodes could not be listed)'}`);
     this.total = wanted.length;
     this.done = 0;
@@ -208,6 +216,7 @@ export class RecoveryWork {
   /** Waits for an object still under recovery (pulling it now, ahead of the queue). */
   async waitFor(oid: bigint): Promise<void> {
     while (this.preparing) await this.preparing; // a newer epoch may begin while we wait
+    if (this.unlistedEpoch === this.epoch && !this.pending.has(oid) && !this.inFlight.has(oid)) await this.wantIfMissing(oid, null);
     if (!this.pending.has(oid) && !this.inFlight.has(oid)) return;
     await this.recover(oid);
   }
@@ -317,6 +326,51 @@ export class RecoveryWork {
     if (transient) return 'retry';
     unverified.sort((a, b) => b.lastEpoch - a.lastEpoch || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     return unverified[0]!.id === sheep.selfId ? 'keep' : 'retry';
+  }
+
+  /**
+   * Some nodes could not be listed when the job began (a partition): keep asking them, and recover what
+   * they have that this node should hold. (The simulator found nodes left without their objects after a
+   * partition healed, because the list was made once.)
+   */
+  private async relist(epoch: number, nodes: SdNode[]): Promise<void> {
+    const sheep = this.sheep;
+    let delay = 200;
+    while (nodes.length > 0 && this.epoch === epoch && !this.halted) {
+      await sheep.clock.sleep(delay);
+      delay = Math.min(delay * 2, 2000);
+      for (const n of [...nodes]) {
+        try {
+          const c = await sheep.peers.get(n.nid.addr, n.nid.port);
+          const r = await c.request({ opcode: Op.GET_OBJ_LIST, flags: Flag.CMD_RECOVERY, dataLength: 64 << 20, epoch });
+          if (r.result !== Res.SUCCESS || this.epoch !== epoch) continue;
+          nodes.splice(nodes.indexOf(n), 1);
+          for (let i = 0; i + 8 <= r.data.length; i += 8) await this.wantIfMissing(r.data.readBigUInt64LE(i), n);
+        } catch {
+          /* still unreachable */
+        }
+      }
+    }
+    if (nodes.length === 0 && this.epoch === epoch) {
+      this.unlistedEpoch = 0;
+      sheep.log('info', `recovery: epoch ${epoch}: every node listed`);
+    }
+  }
+
+  /** Adds an object this node should hold but lacks to the job (from `holder`, or any member) and pulls it. */
+  private async wantIfMissing(oid: bigint, holder: SdNode | null): Promise<void> {
+    const sheep = this.sheep;
+    if (this.pending.has(oid) || this.inFlight.has(oid)) {
+      if (holder) this.sources.set(oid, [...(this.sources.get(oid) ?? []).filter((n) => n !== holder), holder]);
+      return;
+    }
+    if (!sheep.placement(oid, sheep.copiesOf(oid)).some((n) => sheep.isSelf(n))) return;
+    if ((await sheep.isOrphan(oid)) || (await sheep.store.exists(oid))) return;
+    if (this.pending.has(oid) || this.inFlight.has(oid)) return;
+    this.sources.set(oid, holder ? [holder] : sheep.members.filter((n) => !sheep.isSelf(n) && n.nrVnodes > 0));
+    this.pending.add(oid);
+    this.total++;
+    if (holder) void this.recover(oid);
   }
 
   /** After a job: copies this node holds but no longer owns go to obj/.stale (still served to recovery). */

@@ -32,6 +32,8 @@ export class SimDisk {
   config: Buffer | null = null;
   readonly epochFiles = new Map<number, Buffer>();
   readonly faults: DiskFaults;
+  /** Debug trace of object creations, removals and moves (the text log at level 7). */
+  trace: ((what: string) => void) | null = null;
   /** Test of the checker itself (--bug lose-write): writes are acknowledged but dropped. */
   loseWrites = false;
 
@@ -125,6 +127,7 @@ class SimStore implements Store {
       const old = this.disk.objects.get(oid)?.data.length ?? 0;
       if (this.disk.usedBytes() - old + offset + bytes.length > this.disk.faults.capacity) throw new StoreError('NO_SPACE', `create ${hex(oid)}: no space left on device`);
       if (this.disk.loseWrites) return;
+      this.disk.trace?.(`create ${hex(oid)}`);
       const buf = Buffer.alloc(bytes.length > 0 ? offset + bytes.length : 0);
       bytes.copy(buf, offset);
       this.disk.objects.set(oid, { size: objectSize, data: buf });
@@ -171,6 +174,7 @@ class SimStore implements Store {
   remove(oid: bigint): Promise<void> {
     return this.op('remove', () => {
       if (!this.disk.objects.delete(oid)) throw new StoreError('NO_OBJ', `remove ${hex(oid)}: no such object`);
+      this.disk.trace?.(`remove ${hex(oid)}`);
     });
   }
 
@@ -179,6 +183,7 @@ class SimStore implements Store {
       const o = this.disk.objects.get(oid);
       if (!o) throw new StoreError('NO_OBJ', `stale ${hex(oid)}: no such object`);
       this.disk.objects.delete(oid);
+      this.disk.trace?.(`stale ${hex(oid)}.${epoch}`);
       this.disk.stale.set(`${hex(oid)}.${epoch}`, { oid, epoch, data: o.data });
     });
   }

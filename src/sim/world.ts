@@ -160,6 +160,7 @@ export class World {
       const clock = new IncarnationClock(this.sched);
       const actors = await ActorSystem.start({ workers: 0, kindModules: [ACTOR_KINDS], clock, slab: { slotSize: 4096, slots: 1 }, onFailure: (r) => this.log(`actor ${r.address} failed: ${r.error} (${r.action})`) });
       this.systems.push(actors);
+      if (this.params.logLevel >= 7) node.disk.trace = (what) => this.log(`[t=${(this.sched.now() / 1000).toFixed(3)}s] disk ${node.id}: ${what}`);
       const { store, meta } = node.disk.attach(clock);
       const env: NodeEnv = { clock, store, meta, peers: this.net.peersOf(node.id, clock), listen: false, hasher: inlineHasher, log: (line) => this.log(line.trimEnd()) };
       const n = ++node.incarnations;
