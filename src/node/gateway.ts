@@ -191,7 +191,7 @@ export async function reclaimAfterIndexWrite(sheep: Sheep, inodeOid: bigint, bef
   }
 }
 
-async function stillReferenced(sheep: Sheep, owner: number, idx: number, changedVid: number): Promise<boolean> {
+export async function stillReferenced(sheep: Sheep, owner: number, idx: number, changedVid: number): Promise<boolean> {
   const family = [owner, ...descendants(sheep, owner)];
   for (const v of family) {
     const info = sheep.vdis.get(v);

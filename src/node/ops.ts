@@ -26,6 +26,7 @@ import { hashVdiName, vdiAttrIdFromStruct, vdiAttrVid } from '../placement/vdi-i
 import { gatewayRead, gatewayRemove, gatewayWrite, reclaimAfterIndexWrite, touchesIndex } from './gateway.js';
 import { SheepError, type Sheep } from './sheep.js';
 import type { IncomingRequest, Reply } from './server.js';
+import { StoreError } from '../store/object-store.js';
 import { UNVERIFIED } from './recovery.js';
 
 type Rsp = (init: Omit<RspInit, 'opcode' | 'id' | 'epoch'>, data?: Uint8Array) => Reply;
@@ -148,8 +149,16 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
         // is unverified since this node came back.
         if (sheep.recovery.isSuspect(o.oid)) return rsp({ result: UNVERIFIED });
         const size = Math.min(req.dataLength, sheep.objectSizeOf(o.oid));
-        const data = await sheep.store.read(o.oid, o.offset, size).catch(() => sheep.store.readStale(o.oid, size));
-        return rsp({ result: ok, dataLength: size }, data);
+        // Live copies only, unless the puller found none anywhere and asks for set-aside ones (WILDCARD):
+        // then the newest stale copy, with the epoch it was set aside at (obj.offset), so the puller can
+        // take the freshest of them.
+        try {
+          return rsp({ result: ok, dataLength: size }, await sheep.store.read(o.oid, o.offset, size));
+        } catch (err) {
+          if (!(req.flags & Flag.CMD_WILDCARD) || !(err instanceof StoreError) || err.code !== 'NO_OBJ') throw err;
+          const stale = await sheep.store.readStale(o.oid, size);
+          return rsp({ result: ok, dataLength: size, obj: { offset: BigInt(stale.epoch) } }, stale.data);
+        }
       }
       if (req.epoch < sheep.epoch) return rsp({ result: Res.OLD_NODE_VER });
       if (req.epoch > sheep.epoch) return rsp({ result: Res.NEW_NODE_VER });

@@ -2,6 +2,9 @@
 // new epoch, pull the missing ones from nodes that have them (current copies, then stale ones), and move
 // copies it no longer owns aside. Requests that need an object still under recovery wait for it.
 import { Flag, Op, Res } from '../proto/constants.js';
+import { readObjRsp } from '../proto/header.js';
+import { dataOidIndex, isDataObj, oidToVid } from '../proto/oid.js';
+import { stillReferenced } from './gateway.js';
 import type { SdNode } from '../proto/structs.js';
 import type { Sheep } from './sheep.js';
 
@@ -164,6 +167,10 @@ export class RecoveryWork {
     this.order = wanted;
     this.pending = new Set(wanted);
     if (complete) this.suspectLocal = false;
+    if (complete) {
+      const lone = local.filter((oid) => this.suspects.has(oid) && !seen.has(oid));
+      if (lone.length > 0) void this.settleLoneCopies(epoch, lone);
+    }
     this.unlistedEpoch = complete ? 0 : epoch;
     if (!complete) void this.relist(epoch, unlisted);
     sheep.log('debug', `recovery: epoch ${epoch}: wanted ${wanted.slice(0, 20).map((o) => o.toString(16)).join(' ')}`);
@@ -258,6 +265,7 @@ export class RecoveryWork {
         }
         return;
       }
+      if (delay >= 2000) sheep.log('debug', `recovery: ${oid.toString(16).padStart(16, '0')} still not recovered (${this.verify.has(oid) ? 'local copy unverified' : 'no holder answered'}): retrying`);
       await sheep.clock.sleep(delay);
       delay = Math.min(delay * 2, 2000);
     }
@@ -276,28 +284,54 @@ export class RecoveryWork {
       }
       if (verdict === 'retry') return 'retry';
     }
+    // First a live copy from any holder. Set-aside (stale) copies may predate later writes, so they are
+    // used only when every holder answered and none has a live copy: then the one set aside last.
+    // (The simulator found an inode pulled from a stale copy while a live one existed: a lost index entry.)
     let transient = false;
+    const staleOk: SdNode[] = [];
     for (const node of sources) {
       try {
         const c = await sheep.peers.get(node.nid.addr, node.nid.port);
         const r = await c.request({ opcode: Op.READ_PEER, flags: Flag.CMD_RECOVERY, dataLength: size, epoch: sheep.epoch, obj: { oid } });
-        if (r.result === Res.NO_OBJ) continue;
+        if (r.result === Res.NO_OBJ) {
+          staleOk.push(node);
+          continue;
+        }
         if (r.result !== Res.SUCCESS) {
           transient = true; // e.g. its copy is not verified yet (UNVERIFIED)
           continue;
         }
-        if (!this.pending.has(oid)) return 'done'; // a client created it meanwhile
-        await sheep.store.create(oid, size, r.data, 0);
-        this.suspects.delete(oid);
-        this.verify.delete(oid);
-        return 'done';
+        return this.store(oid, size, r.data);
       } catch (err) {
         transient = true;
         sheep.log('warn', `recovery: pulling ${oid.toString(16)} from ${node.nid.addr}:${node.nid.port} failed: ${(err as Error).message}`);
       }
     }
+    if (transient) return 'retry';
+    let best: { epoch: number; data: Buffer } | null = null;
+    for (const node of staleOk) {
+      try {
+        const c = await sheep.peers.get(node.nid.addr, node.nid.port);
+        const r = await c.request({ opcode: Op.READ_PEER, flags: Flag.CMD_RECOVERY | Flag.CMD_WILDCARD, dataLength: size, epoch: sheep.epoch, obj: { oid } });
+        if (r.result === Res.NO_OBJ) continue;
+        if (r.result !== Res.SUCCESS) return 'retry';
+        const setAside = Number(readObjRsp(r.raw).offset);
+        if (!best || setAside > best.epoch) best = { epoch: setAside, data: r.data };
+      } catch {
+        return 'retry';
+      }
+    }
+    if (best) return this.store(oid, size, best.data);
     if (this.verify.has(oid)) return 'retry'; // keep asking: the local copy is all there is meanwhile
-    return transient ? 'retry' : 'lost';
+    return 'lost';
+  }
+
+  private async store(oid: bigint, size: number, data: Buffer): Promise<'done'> {
+    if (!this.pending.has(oid)) return 'done'; // a client created it meanwhile
+    await this.sheep.store.create(oid, size, data, 0);
+    this.suspects.delete(oid);
+    this.verify.delete(oid);
+    return 'done';
   }
 
   /**
@@ -354,6 +388,28 @@ export class RecoveryWork {
     if (nodes.length === 0 && this.epoch === epoch) {
       this.unlistedEpoch = 0;
       sheep.log('info', `recovery: epoch ${epoch}: every node listed`);
+    }
+  }
+
+  /**
+   * Unverified copies no other node has: either the last copy of live data (keep and trust it) or garbage
+   * reclaimed while this node was away (set it aside). Decided by whether an inode still points at it,
+   * once the job's list is ready (the inode reads go through the gateway). Until then other nodes asking
+   * for it hear UNVERIFIED and wait. (The simulator found both cases stalling recovery.)
+   */
+  private async settleLoneCopies(epoch: number, lone: bigint[]): Promise<void> {
+    const sheep = this.sheep;
+    for (const oid of lone) {
+      if (this.epoch !== epoch || this.halted) return;
+      try {
+        if (isDataObj(oid) && !(await stillReferenced(sheep, oidToVid(oid), dataOidIndex(oid), 0))) {
+          sheep.log('info', `recovery: ${oid.toString(16).padStart(16, '0')} was freed while this node was away: set aside`);
+          await sheep.store.moveToStale(oid, epoch);
+        }
+        this.suspects.delete(oid);
+      } catch (err) {
+        sheep.log('warn', `recovery: cannot tell whether ${oid.toString(16).padStart(16, '0')} is still used: ${(err as Error).message}`);
+      }
     }
   }
 

@@ -616,7 +616,7 @@ export class Sheep {
       let header: Buffer | undefined;
       for (const n of nodes) {
         try {
-          if (this.isSelf(n)) header = await this.store.read(oid, 0, SD_INODE_HEADER_SIZE).catch(() => this.store.readStale(oid, SD_INODE_HEADER_SIZE));
+          if (this.isSelf(n)) header = await this.store.read(oid, 0, SD_INODE_HEADER_SIZE).catch(() => this.store.readStale(oid, SD_INODE_HEADER_SIZE).then((s) => s.data));
           else {
             const c = await this.peers.get(n.nid.addr, n.nid.port);
             const r = await c.request({ opcode: Op.READ_PEER, flags: Flag.CMD_RECOVERY, dataLength: SD_INODE_HEADER_SIZE, obj: { oid } });

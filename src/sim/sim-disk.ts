@@ -188,14 +188,14 @@ class SimStore implements Store {
     });
   }
 
-  readStale(oid: bigint, length: number): Promise<Buffer> {
+  readStale(oid: bigint, length: number): Promise<{ data: Buffer; epoch: number }> {
     return this.op('readStale', () => {
       let best: { epoch: number; data: Buffer } | undefined;
       for (const s of this.disk.stale.values()) if (s.oid === oid && (!best || s.epoch > best.epoch)) best = s;
       if (!best) throw new StoreError('NO_OBJ', `stale ${hex(oid)}: no such object`);
       const out = Buffer.alloc(length);
       best.data.copy(out, 0, 0, Math.min(length, best.data.length));
-      return out;
+      return { data: out, epoch: best.epoch };
     });
   }
 

@@ -335,7 +335,7 @@ export class ObjectStore implements Store {
   }
 
   /** The newest stale copy of an object (recovery may still need what this node moved aside). */
-  async readStale(oid: bigint, length: number): Promise<Buffer> {
+  async readStale(oid: bigint, length: number): Promise<{ data: Buffer; epoch: number }> {
     const prefix = `${oidHex(oid)}.`;
     const names = (await fsp.readdir(this.staleDir)).filter((n) => n.startsWith(prefix));
     if (names.length === 0) throw new StoreError('NO_OBJ', `stale ${oidHex(oid)}: no such object`);
@@ -351,7 +351,7 @@ export class ObjectStore implements Store {
           if (n === 0) break;
           done += n;
         }
-        return buf;
+        return { data: buf, epoch: Number(names[0]!.slice(prefix.length)) };
       } finally {
         await p.close(fd);
       }

@@ -17,7 +17,8 @@ export interface Store {
   size(oid: bigint): Promise<number>;
   remove(oid: bigint): Promise<void>;
   moveToStale(oid: bigint, epoch: number): Promise<void>;
-  readStale(oid: bigint, length: number): Promise<Buffer>;
+  /** The newest stale copy, with the epoch it was set aside at. */
+  readStale(oid: bigint, length: number): Promise<{ data: Buffer; epoch: number }>;
   listStale(): Promise<bigint[]>;
   list(): Promise<bigint[]>;
   wipe(): Promise<void>;
