@@ -301,7 +301,7 @@ export class RecoveryWork {
           transient = true; // e.g. its copy is not verified yet (UNVERIFIED)
           continue;
         }
-        return this.store(oid, size, r.data);
+        return await this.store(oid, size, r.data);
       } catch (err) {
         transient = true;
         sheep.log('warn', `recovery: pulling ${oid.toString(16)} from ${node.nid.addr}:${node.nid.port} failed: ${(err as Error).message}`);
@@ -326,9 +326,14 @@ export class RecoveryWork {
     return 'lost';
   }
 
-  private async store(oid: bigint, size: number, data: Buffer): Promise<'done'> {
+  private async store(oid: bigint, size: number, data: Buffer): Promise<'done' | 'retry'> {
     if (!this.pending.has(oid)) return 'done'; // a client created it meanwhile
-    await this.sheep.store.create(oid, size, data, 0);
+    try {
+      await this.sheep.store.create(oid, size, data, 0);
+    } catch (err) {
+      this.sheep.log('warn', `recovery: storing ${oid.toString(16).padStart(16, '0')} failed: ${(err as Error).message}`);
+      return 'retry'; // e.g. the disk is full for now
+    }
     this.suspects.delete(oid);
     this.verify.delete(oid);
     return 'done';
@@ -426,7 +431,7 @@ export class RecoveryWork {
     this.sources.set(oid, holder ? [holder] : sheep.members.filter((n) => !sheep.isSelf(n) && n.nrVnodes > 0));
     this.pending.add(oid);
     this.total++;
-    if (holder) void this.recover(oid);
+    if (holder) void this.recover(oid).catch(() => undefined);
   }
 
   /** After a job: copies this node holds but no longer owns go to obj/.stale (still served to recovery). */

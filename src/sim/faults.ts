@@ -46,7 +46,7 @@ export class FaultInjector {
   }
 
   private scheduleNext(): void {
-    this.sched.schedule(() => this.tick(), this.rng.int(300, 1500), null);
+    this.sched.schedule(() => this.tick(), this.rng.int(500, 2500), null);
   }
 
   private candidates(): SimNode[] {
@@ -67,7 +67,7 @@ export class FaultInjector {
       case 'restart': {
         if (!canTakeDown) return;
         const detect = this.rng.int(100, 1500);
-        const back = kind === 'kill' ? this.rng.int(4000, 15000) : this.rng.int(300, 2500);
+        const back = kind === 'kill' ? this.rng.int(3000, 10000) : this.rng.int(300, 2500);
         this.held.add(node);
         this.world.crash(node, `${kind} fault`, detect);
         this.after(detect + back, () => this.bringBack(node));

@@ -47,6 +47,8 @@ export interface RunOptions {
   readonly onStep?: (n: number, t: number, what: string) => void;
   /** Sheep log level in the text log (6 info, 7 debug). */
   readonly logLevel?: number;
+  /** Simulated time after which the run is a liveness failure (default one hour). */
+  readonly maxSimMs?: number;
   /** Debugging: look at the world after the run, before it is torn down. */
   readonly inspect?: (world: World) => void;
 }
@@ -138,7 +140,7 @@ export async function runSimulation(params: SimParams, opts: RunOptions = {}): P
       break;
     }
     if (SIM_TRACE && sched.fired % 1000 === 0) process.stderr.write(`[sim] t=${(sched.now() / 1000).toFixed(3)}s timers=${sched.fired} pending=${sched.pending} steps=${steps}\n`);
-    if (sched.now() > MAX_SIM_MS) fail(new InvariantViolation('liveness', `not finished after ${MAX_SIM_MS / 1000} simulated s`));
+    if (sched.now() > (opts.maxSimMs ?? MAX_SIM_MS)) fail(new InvariantViolation('liveness', `not finished after ${(opts.maxSimMs ?? MAX_SIM_MS) / 1000} simulated s`));
   }
   if (divergence) throw divergence;
   const simMs = sched.now();

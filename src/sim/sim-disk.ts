@@ -156,9 +156,10 @@ class SimStore implements Store {
     return this.op('read', () => {
       const o = this.disk.objects.get(oid);
       if (!o) throw new StoreError('NO_OBJ', `read ${hex(oid)}: no such object`);
-      const out = into ?? Buffer.allocUnsafe(length);
+      // A fresh zeroed buffer comes from calloc (untouched pages cost nothing): only a caller's is cleared.
+      const out = into ?? Buffer.alloc(length);
       const n = offset < o.data.length ? o.data.copy(out, 0, offset, Math.min(o.data.length, offset + length)) : 0;
-      out.fill(0, n, length);
+      if (into) out.fill(0, n, length);
       return out;
     });
   }
