@@ -28,6 +28,8 @@ function copy(b: Uint8Array | undefined): Buffer | undefined {
 
 export class SimNetwork {
   private readonly endpoints = new Map<string, Endpoint>();
+  /** Requests a node is handling: they fail (connection reset) when it dies. */
+  private readonly handling = new Map<string, Set<(why: string) => void>>();
   /** Pairs that cannot talk ("a|b", both orders). */
   private readonly cuts = new Set<string>();
   /** Nodes cut from everyone, clients included. */
@@ -48,8 +50,12 @@ export class SimNetwork {
     this.endpoints.set(id, { sheep, life, incarnation });
   }
 
+  /** The node died: it answers nothing more, and every connection to it resets. */
   detach(id: string): void {
     this.endpoints.delete(id);
+    const inFlight = this.handling.get(id);
+    this.handling.delete(id);
+    for (const fail of inFlight ?? []) this.sched.schedule(() => fail('connection reset (peer died)'), this.latency(), null);
   }
 
   cut(a: string, b: string): void {
@@ -85,8 +91,12 @@ export class SimNetwork {
     // A dead process sends nothing: the caller (its own stalled code) never hears back.
     if (life && !life.alive) return new Promise<SheepResponse>(() => undefined);
     return new Promise<SheepResponse>((resolve, reject) => {
+      let settled = false;
       const fail = (why: string) => {
+        if (settled) return;
+        settled = true;
         conn?.inFlight.delete(fail);
+        this.handling.get(to)?.delete(fail);
         reject(new ConnectionError(to, `${from} → ${to}: ${why}`));
       };
       conn?.inFlight.add(fail);
@@ -99,8 +109,11 @@ export class SimNetwork {
           this.dropped++;
           return fail('connection reset');
         }
+        let set = this.handling.get(to);
+        if (!set) this.handling.set(to, (set = new Set()));
+        set.add(fail);
         void target.sheep.localRequest(init, payload).then((rsp) => {
-          if (!target.life.alive) return; // it crashed while handling: no answer ever comes
+          if (!target.life.alive) return; // it crashed while handling: detach() resets the connection
           this.sched.schedule(
             () => {
               if (conn?.isClosed()) return fail('connection closed');
@@ -109,7 +122,10 @@ export class SimNetwork {
                 this.dropped++;
                 return fail('connection reset after the request ran');
               }
+              if (settled) return;
+              settled = true;
               conn?.inFlight.delete(fail);
+              this.handling.get(to)?.delete(fail);
               resolve(rsp); // its body is a fresh buffer nobody else holds
             },
             this.latency(),
