@@ -16,6 +16,8 @@ import { HashPool } from '../runtime/hash-pool.js';
 import { LogCorruptedError } from '../runtime/event-log.js';
 import { formatDivergence, replayLog } from '../runtime/replay.js';
 import { parseNbdAddress, startNbdForSheep } from '../nbd/server.js';
+import { runSim, runSimReplay, SimUsageError } from './sim.js';
+import { isSimLog } from '../sim/sim-log.js';
 
 export class UsageError extends Error {}
 
@@ -236,6 +238,7 @@ export async function runCluster(argv: string[]): Promise<number> {
 export async function runReplay(argv: string[]): Promise<number> {
   const file = argv[0];
   if (!file) throw new UsageError('usage: sheep-actors replay FILE');
+  if (isSimLog(file)) return runSimReplay(file);
   await import('../actors/index.js');
   try {
     const r = replayLog(file);
@@ -259,7 +262,10 @@ const USAGE = `Usage: sheep-actors <command> [options]
             [-R max=N,interval=MS] [--nbd [HOST:]PORT] [--shards N] [--record FILE] [--nbd [HOST:]PORT]
   cluster DIR [--nodes N] [--port P] [-n] [--record FILE] [--nbd-port Q]
                                               N sheep in one process (ports P.., stores DIR/i, zones i)
-  replay FILE                                 re-run a recorded event log and check it
+  sim [--seed S | --seeds A-B] [--nodes N] [--copies C] [--ops K] [--clients M]
+      [--faults kill,restart,partition,disk-eio,disk-full,slow|all|none] [--record FILE] [--log FILE]
+                                              deterministic simulation of a whole cluster in one thread
+  replay FILE                                 re-run a recorded event log or simulation and check it
 `;
 
 export async function main(argv: string[], invokedAs: 'sheep-actors' | 'sheep'): Promise<void> {
@@ -271,6 +277,7 @@ export async function main(argv: string[], invokedAs: 'sheep-actors' | 'sheep'):
       if (cmd === 'start') code = await runStart(rest, 'sheep-actors');
       else if (cmd === 'cluster') code = await runCluster(rest);
       else if (cmd === 'replay') code = await runReplay(rest);
+      else if (cmd === 'sim') code = await runSim(rest);
       else if (!cmd || cmd === '-h' || cmd === '--help') {
         process.stdout.write(USAGE);
         code = cmd ? 0 : 64;
@@ -278,7 +285,7 @@ export async function main(argv: string[], invokedAs: 'sheep-actors' | 'sheep'):
     }
     if (code >= 0) process.exit(code);
   } catch (e) {
-    if (e instanceof UsageError) {
+    if (e instanceof UsageError || e instanceof SimUsageError) {
       process.stderr.write(`${invokedAs}: ${e.message}\n${invokedAs === 'sheep-actors' ? USAGE : ''}`);
       process.exit(64);
     }
