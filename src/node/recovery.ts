@@ -160,8 +160,8 @@ export class RecoveryWork {
       wanted.push(oid);
       this.sources.set(oid, holders);
     }
-    // Local data of VDIs deleted meanwhile (this node was away, or a reclaim missed it): aside with it.
-    for (const oid of local) if (await sheep.isOrphan(oid)) await sheep.store.moveToStale(oid, epoch).catch(() => undefined);
+    // Local data of VDIs deleted meanwhile (this node was away, or a reclaim missed it) is garbage.
+    for (const oid of local) if (await sheep.isOrphan(oid)) await sheep.store.remove(oid).catch(() => undefined);
     // Inodes first: VDI metadata is what clients need before anything else.
     wanted.sort((a, b) => (a >> 63n === b >> 63n ? 0 : a >> 63n ? -1 : 1));
     this.order = wanted;
@@ -321,7 +321,14 @@ export class RecoveryWork {
         return 'retry';
       }
     }
-    if (best) return this.store(oid, size, best.data);
+    if (best) {
+      // Only set-aside copies left: the object moved on (recover it), or it was freed since (leave it).
+      if (isDataObj(oid) && !(await stillReferenced(sheep, oidToVid(oid), dataOidIndex(oid), 0).catch(() => true))) {
+        sheep.log('debug', `recovery: ${oid.toString(16).padStart(16, '0')} exists only set aside and nothing uses it: not recovered`);
+        return 'done';
+      }
+      return this.store(oid, size, best.data);
+    }
     if (this.verify.has(oid)) return 'retry'; // keep asking: the local copy is all there is meanwhile
     return 'lost';
   }
@@ -408,8 +415,9 @@ export class RecoveryWork {
       if (this.epoch !== epoch || this.halted) return;
       try {
         if (isDataObj(oid) && !(await stillReferenced(sheep, oidToVid(oid), dataOidIndex(oid), 0))) {
-          sheep.log('info', `recovery: ${oid.toString(16).padStart(16, '0')} was freed while this node was away: set aside`);
-          await sheep.store.moveToStale(oid, epoch);
+          // Removed, not set aside: a set-aside copy would be pulled back by a node that finds no live one.
+          sheep.log('info', `recovery: ${oid.toString(16).padStart(16, '0')} was freed while this node was away: removed`);
+          await sheep.store.remove(oid);
         }
         this.suspects.delete(oid);
       } catch (err) {
