@@ -283,6 +283,11 @@ export class RecoveryWork {
         return 'done';
       }
       if (verdict === 'retry') return 'retry';
+      if (verdict === 'freed') {
+        this.verify.delete(oid);
+        this.suspects.delete(oid);
+        return 'done';
+      }
     }
     // First a live copy from any holder. Set-aside (stale) copies may predate later writes, so they are
     // used only when every holder answered and none has a live copy: then the one set aside last.
@@ -351,7 +356,7 @@ export class RecoveryWork {
    * stayed has one, the copies of returning nodes decide: the one that was a member last wins (ties: the
    * lowest address), and the others wait for it.
    */
-  private async verifyLocal(oid: bigint, sources: SdNode[]): Promise<'keep' | 'replace' | 'retry'> {
+  private async verifyLocal(oid: bigint, sources: SdNode[]): Promise<'keep' | 'replace' | 'retry' | 'freed'> {
     const sheep = this.sheep;
     const unverified: Array<{ id: string; lastEpoch: number }> = [{ id: sheep.selfId, lastEpoch: this.lastEpochBeforeReturn }];
     let transient = false;
@@ -370,6 +375,12 @@ export class RecoveryWork {
       }
     }
     if (transient) return 'retry';
+    // No node that stayed has it: if nothing uses it any more, it was freed while its holders were away.
+    if (isDataObj(oid) && !(await stillReferenced(sheep, oidToVid(oid), dataOidIndex(oid), 0).catch(() => true))) {
+      sheep.log('info', `recovery: ${oid.toString(16).padStart(16, '0')} was freed while this node was away: removed`);
+      await sheep.store.remove(oid).catch(() => undefined);
+      return 'freed';
+    }
     unverified.sort((a, b) => b.lastEpoch - a.lastEpoch || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     return unverified[0]!.id === sheep.selfId ? 'keep' : 'retry';
   }
