@@ -46,7 +46,7 @@ export class FaultInjector {
   }
 
   private scheduleNext(): void {
-    this.sched.schedule(() => this.tick(), this.rng.int(500, 2500), null);
+    this.sched.schedule(() => this.tick(), this.rng.int(300, 1500), null);
   }
 
   private candidates(): SimNode[] {

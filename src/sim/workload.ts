@@ -131,7 +131,7 @@ export class Workload {
           return;
         }
       }
-      await this.sleep(this.rng.int(0, 30));
+      await this.sleep(this.rng.int(20, 120)); // a client's think time: faults get to strike mid-workload
     }
   }
 
