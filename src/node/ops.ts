@@ -177,7 +177,10 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
       } else {
         await sheep.recovery.waitFor(o.oid);
         if (req.epoch !== sheep.epoch) return rsp({ result: Res.OLD_NODE_VER }); // moved on while waiting
-        await sheep.store.write(o.oid, req.data, o.offset);
+        await sheep.store.write(o.oid, req.data, o.offset).catch((err) => {
+          if (err instanceof StoreError && err.code === 'NO_OBJ') sheep.log('debug', `peer write of ${o.oid.toString(16)}: no object (${sheep.recovery.describe(o.oid)})`);
+          throw err;
+        });
       }
       return rsp({ result: ok });
     }

@@ -160,6 +160,14 @@ export class RecoveryWork {
       wanted.push(oid);
       this.sources.set(oid, holders);
     }
+    // Copies this node no longer owns are set aside now, not when the job ends: a job cut short by the next
+    // epoch would leave them looking current, and if the object came back to this node later it would be
+    // kept as it was while writes went elsewhere (found by the simulator, seed 1: a lost write). New owners
+    // take live copies first, and set-aside ones (the newest) only when no live one is left.
+    for (const oid of local) {
+      if (this.epoch !== epoch) break;
+      if (!sheep.placement(oid, sheep.copiesOf(oid)).some((n) => sheep.isSelf(n))) await sheep.store.moveToStale(oid, epoch).catch(() => undefined);
+    }
     // Local data of VDIs deleted meanwhile (this node was away, or a reclaim missed it) is garbage.
     for (const oid of local) if (await sheep.isOrphan(oid)) await sheep.store.remove(oid).catch(() => undefined);
     // Inodes first: VDI metadata is what clients need before anything else.
@@ -226,6 +234,11 @@ export class RecoveryWork {
     if (this.unlistedEpoch === this.epoch && !this.pending.has(oid) && !this.inFlight.has(oid)) await this.wantIfMissing(oid, null);
     if (!this.pending.has(oid) && !this.inFlight.has(oid)) return;
     await this.recover(oid);
+  }
+
+  /** For logs: what recovery knows about an object. */
+  describe(oid: bigint): string {
+    return `epoch ${this.epoch}, pending ${this.pending.has(oid)}, in flight ${this.inFlight.has(oid)}, suspect ${this.suspects.has(oid)}, unlisted ${this.unlistedEpoch}, preparing ${this.preparing !== null}`;
   }
 
   /** A client create supersedes recovery of that object: let an in-flight pull finish first. */
@@ -445,7 +458,10 @@ export class RecoveryWork {
       return;
     }
     if (!sheep.placement(oid, sheep.copiesOf(oid)).some((n) => sheep.isSelf(n))) return;
-    if ((await sheep.isOrphan(oid)) || (await sheep.store.exists(oid))) return;
+    const orphan = await sheep.isOrphan(oid);
+    const exists = !orphan && (await sheep.store.exists(oid));
+    if (!holder) sheep.log('debug', `recovery: on demand ${oid.toString(16)}: orphan ${orphan}, exists ${exists}`);
+    if (orphan || exists) return;
     if (this.pending.has(oid) || this.inFlight.has(oid)) return;
     this.sources.set(oid, holder ? [holder] : sheep.members.filter((n) => !sheep.isSelf(n) && n.nrVnodes > 0));
     this.pending.add(oid);

@@ -157,6 +157,11 @@ export class Sheep {
     if (!opts.vnodes) this.format.flags |= ClusterFlag.AUTO_VNODES;
   }
 
+  /** Joined the membership but still waiting for the cluster state from a member. */
+  get joining(): boolean {
+    return this.awaitingState;
+  }
+
   log(level: 'info' | 'warn' | 'error' | 'debug', msg: string): void {
     const num = { error: 3, warn: 4, info: 6, debug: 7 }[level];
     if (num > this.logLevel) return;
@@ -416,6 +421,17 @@ export class Sheep {
           const wasFormatted = this.format.ctime !== 0n;
           if (wasFormatted) this.recovery.markSuspect(await this.store.list(), Math.max(0, ...this.diskEpochs.keys()));
           await this.installState(msg.state);
+          // Membership changes the sender applied before sending its state are in the state's epochs, and our
+          // member list (hence the ring) must follow them too (found by the simulator, seed 6: a node that
+          // joined while another left kept the leaver in its ring, and refused writes to its objects).
+          const buffered = this.bufferedWhileJoining.splice(0);
+          let moved = false;
+          for (const e of buffered.slice(0, msg.since)) {
+            if (e.type !== 'join' && e.type !== 'leave') continue;
+            this.members = sortNodes(e.members.map((m) => decodeSdNode(Buffer.from(m.node))));
+            moved = true;
+          }
+          if (moved) this.rebuildRing();
           this.awaitingState = false;
           // Running only from here, together with the recovery job: a returning node must not serve its
           // possibly outdated copies before recovery has listed what to check.
@@ -423,7 +439,7 @@ export class Sheep {
           if (this.status === ClusterStatus.WAIT && wasFormatted) this.sayHello();
           if (this.status === ClusterStatus.OK) this.startRecovery();
           // The sender had already applied `since` of the events we buffered after our join.
-          const later = this.bufferedWhileJoining.splice(0).slice(msg.since);
+          const later = buffered.slice(msg.since);
           for (const e of later) await this.apply(e);
           return;
         }

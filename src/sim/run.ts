@@ -213,10 +213,21 @@ async function waitForRecovery(world: World, w: Workload): Promise<void> {
   }
 }
 
-/** Epoch histories never disagree: any epoch two running nodes both know has the same member list. */
+/**
+ * Epoch histories never disagree: any epoch two running nodes both know has the same member list, and
+ * running nodes at the same epoch place objects on the same members.
+ */
 function epochDisagreement(world: World): InvariantViolation | null {
   const seen = new Map<number, { key: string; by: string }>();
+  const current = new Map<number, { key: string; by: string }>();
   for (const n of world.up()) {
+    const sheep = n.current!.sheep;
+    if (sheep.status === ClusterStatus.OK && sheep.ring && !sheep.joining) {
+      const key = nodesKey(sheep.members);
+      const other = current.get(sheep.epoch);
+      if (!other) current.set(sheep.epoch, { key, by: n.id });
+      else if (other.key !== key) return new InvariantViolation('all nodes agree on the epoch history', `at epoch ${sheep.epoch} ${other.by} and ${n.id} have different members`);
+    }
     for (const [e, v] of n.current!.sheep.epochs) {
       const key = nodesKey(v.nodes);
       const other = seen.get(e);
