@@ -166,7 +166,7 @@ export class RecoveryWork {
     // take live copies first, and set-aside ones (the newest) only when no live one is left.
     for (const oid of local) {
       if (this.epoch !== epoch) break;
-      if (!sheep.placement(oid, sheep.copiesOf(oid)).some((n) => sheep.isSelf(n))) await sheep.store.moveToStale(oid, epoch).catch(() => undefined);
+      if (!sheep.placement(oid, sheep.copiesOf(oid)).some((n) => sheep.isSelf(n))) await this.setAside(oid, epoch);
     }
     // Local data of VDIs deleted meanwhile (this node was away, or a reclaim missed it) is garbage.
     for (const oid of local) if (await sheep.isOrphan(oid)) await sheep.store.remove(oid).catch(() => undefined);
@@ -176,7 +176,7 @@ export class RecoveryWork {
     this.pending = new Set(wanted);
     if (complete) this.suspectLocal = false;
     if (complete) {
-      const lone = local.filter((oid) => this.suspects.has(oid) && !seen.has(oid));
+      const lone = local.filter((oid) => this.suspects.has(oid) && !seen.has(oid) && sheep.placement(oid, sheep.copiesOf(oid)).some((n) => sheep.isSelf(n)));
       if (lone.length > 0) void this.settleLoneCopies(epoch, lone);
     }
     this.unlistedEpoch = complete ? 0 : epoch;
@@ -234,6 +234,16 @@ export class RecoveryWork {
     if (this.unlistedEpoch === this.epoch && !this.pending.has(oid) && !this.inFlight.has(oid)) await this.wantIfMissing(oid, null);
     if (!this.pending.has(oid) && !this.inFlight.has(oid)) return;
     await this.recover(oid);
+  }
+
+  /**
+   * Moves a copy this node no longer owns to obj/.stale. It is no longer "unverified": set-aside copies
+   * are only ever used after checking that an inode still needs them.
+   */
+  private async setAside(oid: bigint, epoch: number): Promise<void> {
+    await this.sheep.store.moveToStale(oid, epoch).catch(() => undefined);
+    this.suspects.delete(oid);
+    this.verify.delete(oid);
   }
 
   /** For logs: what recovery knows about an object. */
@@ -446,6 +456,7 @@ export class RecoveryWork {
         this.suspects.delete(oid);
       } catch (err) {
         sheep.log('warn', `recovery: cannot tell whether ${oid.toString(16).padStart(16, '0')} is still used: ${(err as Error).message}`);
+        if (!(await sheep.store.exists(oid).catch(() => true))) this.suspects.delete(oid); // gone meanwhile
       }
     }
   }
@@ -477,7 +488,7 @@ export class RecoveryWork {
       const where = sheep.placement(oid, sheep.copiesOf(oid));
       if (where.some((n) => sheep.isSelf(n))) continue;
       sheep.log('debug', `recovery: ${oid.toString(16).padStart(16, '0')} now belongs to ${where.map((n) => `${n.nid.addr}:${n.nid.port}`).join(',')}: moved to .stale`);
-      await sheep.store.moveToStale(oid, epoch).catch(() => undefined);
+      await this.setAside(oid, epoch);
     }
   }
 }
