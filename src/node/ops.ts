@@ -82,8 +82,13 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
       if (create && req.flags & Flag.CMD_COW && o.cowOid !== 0n) {
         // Copy-on-write: the whole source object, overlaid with this write, becomes the new object.
         const size = sheep.objectSizeOf(o.oid);
+        // The index said the source exists: if no replica has it, fail (EIO) rather than copy zeros over the
+        // snapshot's data (found by the simulator, seed 1).
         const base = await gatewayRead(sheep, o.cowOid, 0, size, o.copies).catch((e) => {
-          if (e instanceof SheepError && e.result === Res.NO_OBJ) return Buffer.alloc(size);
+          if (e instanceof SheepError && e.result === Res.NO_OBJ) {
+            sheep.log('error', `copy-on-write of ${o.oid.toString(16)}: source ${o.cowOid.toString(16)} is missing`);
+            throw new SheepError(Res.EIO);
+          }
           throw e;
         });
         base.set(req.data, o.offset);
