@@ -404,8 +404,31 @@ export class RecoveryWork {
       await sheep.store.remove(oid).catch(() => undefined);
       return 'freed';
     }
+    // A copy set aside after this node left was current longer than ours: take it instead (the holders
+    // that stayed may all have moved the object on, and set it aside, while we were away).
+    const newest = await this.newestSetAside(oid, sources);
+    if (newest === 'retry') return 'retry';
+    if (newest > this.lastEpochBeforeReturn) return 'replace';
     unverified.sort((a, b) => b.lastEpoch - a.lastEpoch || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     return unverified[0]!.id === sheep.selfId ? 'keep' : 'retry';
+  }
+
+  /** The highest epoch at which any source set this object aside (0: none), or 'retry' if one did not answer. */
+  private async newestSetAside(oid: bigint, sources: SdNode[]): Promise<number | 'retry'> {
+    const sheep = this.sheep;
+    let newest = 0;
+    for (const node of sources) {
+      try {
+        const c = await sheep.peers.get(node.nid.addr, node.nid.port);
+        const r = await c.request({ opcode: Op.READ_PEER, flags: Flag.CMD_RECOVERY | Flag.CMD_WILDCARD, dataLength: 0, epoch: sheep.epoch, obj: { oid } });
+        if (r.result === Res.NO_OBJ || r.result === UNVERIFIED) continue;
+        if (r.result !== Res.SUCCESS) return 'retry';
+        newest = Math.max(newest, Number(readObjRsp(r.raw).offset));
+      } catch {
+        return 'retry';
+      }
+    }
+    return newest;
   }
 
   /**
