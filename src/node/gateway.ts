@@ -19,7 +19,7 @@ function isTransient(result: number): boolean {
   return result === Res.NETWORK_ERROR || result === Res.OLD_NODE_VER || result === Res.NEW_NODE_VER || result === Res.SHUTDOWN;
 }
 
-async function peerRequest(sheep: Sheep, node: SdNode, init: PeerInit, data?: Uint8Array): Promise<number | { result: number; data: Buffer }> {
+async function peerRequest(sheep: Sheep, node: SdNode, init: PeerInit, data?: Uint8Array): Promise<number | { result: number; epoch: number; data: Buffer }> {
   try {
     const c = await sheep.peers.get(node.nid.addr, node.nid.port);
     return await c.request({ ...init, epoch: sheep.epoch }, data);
@@ -104,6 +104,7 @@ export async function gatewayWrite(sheep: Sheep, oid: bigint, data: Uint8Array, 
     // Strict clusters (format -t) refuse to write fewer copies than asked for.
     if (sheep.format.flags & ClusterFlag.STRICT && replicas.length < want) throw new SheepError(Res.HALT);
     const epoch = sheep.epoch;
+    let moved = false;
     const results = await Promise.all(
       replicas.map(async (node) => {
         if (sheep.isSelf(node)) {
@@ -121,11 +122,16 @@ export async function gatewayWrite(sheep: Sheep, oid: bigint, data: Uint8Array, 
           }
         }
         const rsp = await peerRequest(sheep, node, { opcode: create ? Op.CREATE_AND_WRITE_PEER : Op.WRITE_PEER, obj: { oid, offset, copies } }, data);
+        if (typeof rsp !== 'number' && rsp.epoch > epoch) moved = true;
         return typeof rsp === 'number' ? rsp : rsp.result;
       }),
     );
     const transient = results.find(isTransient);
     if (transient !== undefined) return { retry: transient };
+    // The membership changed while the write was in flight: a new owner may have pulled the object from a
+    // replica just before the write landed there. Writing again at the new epoch (it is idempotent) reaches
+    // every current replica (found by the simulator, seed 17: an acknowledged write missing on a new owner).
+    if (moved || sheep.epoch !== epoch) return { retry: Res.NEW_NODE_VER };
     const bad = results.find((r) => r !== Res.SUCCESS);
     // A replica that waited for recovery across a membership change may answer for an old placement.
     if (bad !== undefined && sheep.epoch !== epoch) return { retry: Res.NEW_NODE_VER };

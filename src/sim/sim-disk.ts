@@ -141,6 +141,7 @@ class SimStore implements Store {
       if (!o) throw new StoreError('NO_OBJ', `write ${hex(oid)}: no such object`);
       if (offset + bytes.length > o.size) throw new StoreError('INVALID', `write past the end of ${hex(oid)}`);
       if (this.disk.loseWrites) return;
+      this.disk.trace?.(`write ${hex(oid)} +${offset} x${bytes.length}`);
       const end = offset + bytes.length;
       if (end > o.data.length) {
         if (this.disk.usedBytes() + end - o.data.length > this.disk.faults.capacity) throw new StoreError('NO_SPACE', `write ${hex(oid)}: no space left on device`);
