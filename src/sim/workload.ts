@@ -240,7 +240,14 @@ export class Workload {
         tagBuf.write(tag, 'latin1');
         const w = await t.request({ opcode: Op.WRITE_OBJ, obj: { oid: vidToVdiOid(old), offset: InodeOff.tag } }, tagBuf);
         check(w.result, `tagging ${m.key}`);
-        return this.newVdi(t, m.name, old, true);
+        try {
+          return await this.newVdi(t, m.name, old, true);
+        } catch (err) {
+          // An earlier attempt may have gone through while this gateway had not applied it yet (cluster
+          // operations reach each node in order, not at once): look again.
+          if (err instanceof VdiIoError && err.result === Res.NO_VDI) throw new VdiIoError(Res.NETWORK_ERROR, 'snapshot base not current here yet');
+          throw err;
+        }
       });
       const snap: VdiModel = { key: `${m.name}:${tag}`, name: m.name, tag, vid: old, snapshot: true, objects: cloneObjects(m.objects), uncertain: new Set(m.uncertain), busy: false, deleted: false };
       this.models.set(snap.key, snap);
