@@ -12,6 +12,7 @@ import {
   SD_INODE_DATA_VDI_ID_OFFSET,
   SD_INODE_HEADER_SIZE,
   SD_MAX_COPIES,
+  SD_MAX_VNODES,
   SD_VDI_BITMAP_SIZE,
   SD_ATTR_OBJ_SIZE,
   SD_MD_INFO_SIZE,
@@ -279,6 +280,24 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
       const b = Buffer.alloc(4);
       b.writeInt32LE(sheep.self.nrVnodes, 0);
       return rsp({ result: ok, dataLength: 4 }, b);
+    }
+    case Op.SET_VNODES: {
+      // Sheepdog's local_set_vnodes: the receiving node's own vnodes, in fixed-vnodes clusters only.
+      if (sheep.opts.gatewayOnly) return rsp({ result: Res.GATEWAY_MODE });
+      if (sheep.format.flags & ClusterFlag.AUTO_VNODES) {
+        sheep.log('error', 'cannot set vnodes: the cluster uses automatic vnodes');
+        return rsp({ result: Res.INVALID_VNODES_STRATEGY });
+      }
+      // dog sends sizeof(int *) bytes: the int first
+      if (req.data.length < 4) return rsp({ result: Res.INVALID_PARMS });
+      const nr = req.data.readInt32LE(0);
+      if (nr < 1 || nr > SD_MAX_VNODES) {
+        sheep.log('error', `cannot set vnodes: invalid count ${nr}`);
+        return rsp({ result: Res.INVALID_PARMS });
+      }
+      // Ordered through the driver (upstream: update_node), so all nodes change placement at one point.
+      const result = await sheep.broadcast<number>((seq) => ({ op: 'set_vnodes', origin: sheep.selfId, seq, node: sheep.selfId, vnodes: nr }));
+      return rsp({ result });
     }
     case Op.GET_RECOVERY: {
       const t = sheep.recovery.throttle;

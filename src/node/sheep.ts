@@ -63,6 +63,7 @@ export type ClusterMsg =
   | { op: 'resume'; origin: string; seq: number; force: boolean; epoch: number; epochs: Array<[number, Uint8Array[], string]>; vdis: VdiInput[]; deleted: number[] }
   | { op: 'recovery'; origin: string; seq: number; enable: boolean }
   | { op: 'alter_copy'; origin: string; seq: number; vid: number; copies: number; copyPolicy: number }
+  | { op: 'set_vnodes'; origin: string; seq: number; node: string; vnodes: number }
   | { op: 'state'; origin: string; seq: number; to: string; since: number; state: TransferState };
 
 export interface TransferState {
@@ -75,6 +76,8 @@ export interface TransferState {
   vdis: VdiSummary[];
   /** While waiting after a restart: the newest epoch history reported so far. */
   waitBest: { epoch: number; epochs: Array<[number, Uint8Array[], string]> } | null;
+  /** Vnodes changed by `dog node vnodes set`, per node id (the driver still reports the join-time value). */
+  vnodes: Array<[string, number]>;
 }
 
 const packr = new Packr({ useRecords: false, int64AsType: 'bigint' } as never);
@@ -137,6 +140,12 @@ export class Sheep {
   private resumeSent = false;
   /** The EIO from this node's own store that made it leave the cluster ("disk error"), if any. */
   diskError: StoreError | null = null;
+  /**
+   * Vnodes set with SET_VNODES, per member id. Members come from the driver, which keeps the sd_node each
+   * node announced at its join, so every rebuild of the ring applies these on top; a node that leaves
+   * comes back with its own (command line) vnodes, as a restarted Sheepdog node does.
+   */
+  private readonly vnodeOverrides = new Map<string, number>();
 
   constructor(readonly opts: SheepOptions) {
     this.env = opts.env ?? realEnv(opts.dir, { noSync: opts.noSync, logDir: opts.logDir });
@@ -459,7 +468,10 @@ export class Sheep {
       }
       return;
     }
-    if (ev.type === 'leave') this.peers.drop(ev.member.id); // fail its in-flight requests now: gateways retry
+    if (ev.type === 'leave') {
+      this.peers.drop(ev.member.id); // fail its in-flight requests now: gateways retry
+      this.vnodeOverrides.delete(ev.member.id);
+    }
     switch (ev.type) {
       case 'join':
         if (this.status === ClusterStatus.WAIT && this.format.ctime !== 0n) {
@@ -522,6 +534,7 @@ export class Sheep {
       deleted: this.deleted.list(),
       vdis: [...this.vdis.values()],
       waitBest: this.waitBest ? { epoch: this.waitBest.epoch, epochs: [...this.waitBest.epochs].map(([e, v]) => [e, v.nodes.map((n) => encodeSdNode(n)), v.time.toString()]) } : null,
+      vnodes: [...this.vnodeOverrides],
     };
     this.opts.driver.notify(packr.pack({ op: 'state', origin: this.selfId, seq: 0, to, since, state } satisfies ClusterMsg));
   }
@@ -542,6 +555,8 @@ export class Sheep {
     this.epoch = s.epoch;
     this.epochs.clear();
     for (const [e, nodes, t] of s.epochs) this.epochs.set(e, { nodes: nodes.map((n) => decodeSdNode(Buffer.from(n))), time: BigInt(t) });
+    this.vnodeOverrides.clear();
+    for (const [id, n] of s.vnodes) this.vnodeOverrides.set(id, n);
     // Members stay as the driver reported them at our join: a waiting cluster's last epoch is not its
     // current membership.
     this.rebuildRing();
@@ -750,6 +765,12 @@ export class Sheep {
   }
 
   rebuildRing(): void {
+    if (this.vnodeOverrides.size > 0) {
+      this.members = this.members.map((n) => {
+        const v = this.vnodeOverrides.get(`${n.nid.addr}:${n.nid.port}`);
+        return v === undefined || v === n.nrVnodes ? n : { ...n, nrVnodes: v };
+      });
+    }
     if (this.format.ctime !== 0n && this.format.flags & ClusterFlag.AUTO_VNODES) {
       // Sheepdog's auto strategy: vnodes in proportion to each node's space (gateways have none), recomputed
       // at every membership change, so placement matches a Sheepdog cluster on the same disks.
@@ -842,6 +863,28 @@ export class Sheep {
           await this.persistFormat();
         }
         break;
+      case 'set_vnodes': {
+        // Sheepdog updates the node through the cluster driver and kicks recovery: new vnodes move
+        // placement, so every node applies it here, at the same point in the order, like a membership change.
+        if (this.format.flags & ClusterFlag.AUTO_VNODES) {
+          result = Res.INVALID_VNODES_STRATEGY;
+          break;
+        }
+        if (!this.members.some((n) => `${n.nid.addr}:${n.nid.port}` === msg.node)) {
+          result = Res.INVALID_PARMS;
+          break;
+        }
+        this.vnodeOverrides.set(msg.node, msg.vnodes);
+        if (msg.node === this.selfId) (this.self as { nrVnodes: number }).nrVnodes = msg.vnodes;
+        this.log('info', `vnodes of ${msg.node} set to ${msg.vnodes}`);
+        this.rebuildRing();
+        if (this.format.ctime !== 0n && this.status === ClusterStatus.OK) {
+          await this.newEpoch();
+          this.startRecovery();
+        }
+        result = Res.SUCCESS;
+        break;
+      }
       case 'shutdown':
         this.status = ClusterStatus.SHUTDOWN;
         await this.persistFormat();

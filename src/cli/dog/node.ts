@@ -1,5 +1,5 @@
 // `dog node ...` (dog/node.c): list, info, recovery (info / set-throttle / get-throttle), kill,
-// md (info / plug / unplug), stat, log level.
+// md (info / plug / unplug), stat, log level, vnodes set.
 
 import {
   Flag,
@@ -522,6 +522,33 @@ export function nodeCommand(): Command {
     },
   ];
 
+  const vnodesCmd: Subcommand[] = [
+    {
+      name: 'set',
+      arg: '<num of vnodes>',
+      desc: 'set new vnodes',
+      flags: CMD_NEED_ARG,
+      fn: async (ctx, argv) => {
+        const str = argv.cur!;
+        // str_to_u16(): strtoll over the whole string, in 0..65535; dog refuses 0 as well
+        const p = strtol(str);
+        if (p.end === 0 || p.end !== str.length || p.value < 1 || p.value > 65535) {
+          sdErr(`Invalid number of vnodes '${str}': must be an integer between 1 and 65535`);
+          exit(EXIT_USAGE);
+        }
+        // dog sends sizeof(nr_vnodes), nr_vnodes being an int *: the int, then 4 more bytes
+        const b = Buffer.alloc(8);
+        b.writeInt32LE(p.value, 0);
+        const rsp = await ctx.exec({ opcode: Op.SET_VNODES, flags: Flag.CMD_WRITE }, b);
+        if (!rsp || rsp.result !== Res.SUCCESS) {
+          sdErr('Failed to execute request');
+          return -1;
+        }
+        return EXIT_SUCCESS;
+      },
+    },
+  ];
+
   const sub: Subcommand[] = [
     { name: 'kill', arg: '<node id>', opts: 'aprhlT', desc: 'kill node', flags: CMD_NEED_NODELIST, fn: nodeKill, options: NODE_OPTIONS },
     { name: 'list', opts: 'aprhT', desc: 'list nodes', flags: CMD_NEED_NODELIST, fn: nodeList },
@@ -554,6 +581,15 @@ export function nodeCommand(): Command {
       sub: logCmd,
       flags: CMD_NEED_ARG,
       fn: (ctx, argv) => doGenericSubcommand(logCmd, ctx, argv),
+    },
+    {
+      name: 'vnodes',
+      arg: '<num of vnodes>',
+      opts: 'aph',
+      desc: 'set new vnodes',
+      sub: vnodesCmd,
+      flags: CMD_NEED_ARG,
+      fn: (ctx, argv) => doGenericSubcommand(vnodesCmd, ctx, argv),
     },
   ];
 
