@@ -428,7 +428,10 @@ export class Sheep {
             return;
           }
           const wasFormatted = this.format.ctime !== 0n;
-          if (wasFormatted) this.recovery.markSuspect(await this.store.list(), Math.max(0, ...this.diskEpochs.keys()));
+          // Joining a running cluster after missing epochs: our copies are unverified. (Joining a cluster that
+          // waits after a full stop, the resume decides that; until then our copies must stay readable, as
+          // the resume rebuilds the VDI state from them.)
+          if (wasFormatted && msg.state.status === ClusterStatus.OK) this.recovery.markSuspect(await this.store.list(), Math.max(0, ...this.diskEpochs.keys()));
           await this.installState(msg.state);
           // Membership changes the sender applied before sending its state are in the state's epochs, and our
           // member list (hence the ring) must follow them too (found by the simulator, seed 6: a node that
