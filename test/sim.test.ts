@@ -17,7 +17,7 @@ const run = promisify(execFile);
 const CLI = new URL('../src/bin/sheep-actors.js', import.meta.url).pathname;
 
 /** Seeds CI runs with every fault kind (npm run sim:long runs many more, longer). */
-const CI_SEEDS = [2, 3, 8, 9, 11];
+const CI_SEEDS = [2, 6, 8, 9, 11];
 
 test('the seeded generator is a pure function of its seed', () => {
   const a = new Rng(42);

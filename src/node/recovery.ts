@@ -251,6 +251,13 @@ export class RecoveryWork {
     return `epoch ${this.epoch}, pending ${this.pending.has(oid)}, in flight ${this.inFlight.has(oid)}, suspect ${this.suspects.has(oid)}, unlisted ${this.unlistedEpoch}, preparing ${this.preparing !== null}`;
   }
 
+  /** The object is garbage: recovery stops wanting it (a pull in flight ends at its next step). */
+  forget(oid: bigint): void {
+    this.pending.delete(oid);
+    this.suspects.delete(oid);
+    this.verify.delete(oid);
+  }
+
   /** A client create supersedes recovery of that object: let an in-flight pull finish first. */
   async supersede(oid: bigint): Promise<void> {
     while (this.preparing) await this.preparing;

@@ -115,6 +115,12 @@ export async function runSimulation(params: SimParams, opts: RunOptions = {}): P
     const epochs = epochHistoryMismatch(world);
     if (epochs) return fail(epochs);
     await workload.deleteAll(leftoverVids(world, workload));
+    // Whatever is still live (a delete that found its name moved on, a create whose answer was lost).
+    for (let round = 0; round < 3; round++) {
+      const live = liveVids(world);
+      if (live.length === 0) break;
+      await workload.deleteAll(live);
+    }
     await waitForRecovery(world, workload);
     const leak = leakedObjects(world);
     if (leak) return fail(leak);
@@ -286,6 +292,12 @@ function leftoverVids(world: World, w: Workload): number[] {
   const known = new Set([...w.models.values()].map((m) => m.vid));
   const sheep = world.nodes[0]!.current!.sheep;
   return [...sheep.vdis.values()].filter((v) => !v.deleted && !known.has(v.vid)).map((v) => v.vid);
+}
+
+/** Every VDI the cluster has not deleted. */
+function liveVids(world: World): number[] {
+  const sheep = world.nodes[0]!.current!.sheep;
+  return [...sheep.vdis.values()].filter((v) => !v.deleted).map((v) => v.vid);
 }
 
 function leakedObjects(world: World): InvariantViolation | null {
