@@ -59,6 +59,8 @@ test('before format: node list answers, I/O waits for format', T(async () => {
 test('format, cluster info and epoch history agree on every node', T(async () => {
   await format(c, 3, ClusterFlag.USE_LOCK);
   for (const n of cluster.nodes) {
+    // The format is applied on every node in cluster order, the others a moment after the one asked.
+    await waitForRunning(n.port);
     const x = await SheepClient.connect('127.0.0.1', n.port);
     const info = await x.request({ opcode: Op.CLUSTER_INFO, dataLength: 491568 });
     const ci = decodeClusterInfo(info.data);
