@@ -62,10 +62,10 @@ export class SimDisk {
   }
 }
 
-const ZEROS = Buffer.alloc(64 * 1024);
+const ZEROS = new Uint8Array(64 * 1024);
 
-/** A private copy of `b` without its trailing zeros, for a new object (they read back as zeros anyway). */
-function copyOf(b: Uint8Array): Buffer {
+/** Length of `b` without its trailing zero bytes (compared a chunk at a time, natively). */
+export function trimmedLength(b: Uint8Array): number {
   let end = b.length;
   while (end > 0) {
     const n = Math.min(ZEROS.length, end);
@@ -73,7 +73,12 @@ function copyOf(b: Uint8Array): Buffer {
     end -= n;
   }
   while (end > 0 && b[end - 1] === 0) end--;
-  return Buffer.from(b.subarray(0, end));
+  return end;
+}
+
+/** A private copy of `b` without its trailing zeros, for a new object (they read back as zeros anyway). */
+function copyOf(b: Uint8Array): Buffer {
+  return Buffer.from(b.subarray(0, trimmedLength(b)));
 }
 
 function hex(oid: bigint): string {

@@ -11,25 +11,11 @@ import type { Hasher, NodeEnv } from '../node/env.js';
 import { Sheep } from '../node/sheep.js';
 import { ActorSystem } from '../runtime/system.js';
 import { IncarnationClock, type Scheduler } from './scheduler.js';
-import { SimDisk } from './sim-disk.js';
+import { SimDisk, trimmedLength } from './sim-disk.js';
 import { SimNetwork } from './sim-network.js';
 import type { Rng } from './rng.js';
 
 const ACTOR_KINDS = new URL('../actors/index.js', import.meta.url).href;
-
-const ZEROS = new Uint8Array(64 * 1024);
-
-/** Length of `b` without its trailing zero bytes (compared a chunk at a time, natively). */
-function trimmedLength(b: Uint8Array): number {
-  let end = b.length;
-  while (end > 0) {
-    const n = Math.min(ZEROS.length, end);
-    if (Buffer.compare(b.subarray(end - n, end), ZEROS.subarray(0, n)) !== 0) break;
-    end -= n;
-  }
-  while (end > 0 && b[end - 1] === 0) end--;
-  return end;
-}
 
 /**
  * The simulator's object hash, in the calling thread (a worker pool would make completion order depend on
