@@ -16,10 +16,11 @@ import { HashPool } from '../runtime/hash-pool.js';
 import { LogCorruptedError } from '../runtime/event-log.js';
 import { formatDivergence, replayLog } from '../runtime/replay.js';
 import { parseNbdAddress, startNbdForSheep } from '../nbd/server.js';
-import { runSim, runSimReplay, SimUsageError } from './sim.js';
+import { runSim, runSimReplay } from './sim.js';
+import { intArg, UsageError } from './args.js';
 import { isSimLog } from '../sim/sim-log.js';
 
-export class UsageError extends Error {}
+export { UsageError };
 
 export interface StartArgs {
   dir: string;
@@ -41,14 +42,6 @@ export interface StartArgs {
   recovery?: { max: number; intervalMs: number };
   /** --nbd [HOST:]PORT: serve VDIs over NBD from this sheep */
   nbd?: { host: string; port: number };
-}
-
-function intArg(flag: string, v: string | undefined, min: number, max: number): number {
-  if (v === undefined) throw new UsageError(`option ${flag} requires a value`);
-  if (!/^\d+$/.test(v)) throw new UsageError(`invalid ${flag} value '${v}': expected an integer in ${min}..${max}`);
-  const n = Number(v);
-  if (n < min || n > max) throw new UsageError(`invalid ${flag} value '${v}': must be in ${min}..${max}`);
-  return n;
 }
 
 /** Parses Sheepdog's sheep options (the subset this node supports, with its validation). */
@@ -285,7 +278,7 @@ export async function main(argv: string[], invokedAs: 'sheep-actors' | 'sheep'):
     }
     if (code >= 0) process.exit(code);
   } catch (e) {
-    if (e instanceof UsageError || e instanceof SimUsageError) {
+    if (e instanceof UsageError) {
       process.stderr.write(`${invokedAs}: ${e.message}\n${invokedAs === 'sheep-actors' ? USAGE : ''}`);
       process.exit(64);
     }

@@ -1,11 +1,11 @@
 // `sheep-actors sim`: deterministic simulation runs (one seed, or a range of seeds), and the replay of a
 // recorded one.
 import { LogCorruptedError } from '../runtime/event-log.js';
+import { intArg, UsageError } from './args.js';
 import { FAULT_KINDS, parseFaults } from '../sim/faults.js';
 import { replaySimulation } from '../sim/replay.js';
 import { Divergence, runSimulation, type SimParams, type SimResult } from '../sim/run.js';
 
-export class SimUsageError extends Error {}
 
 export interface SimArgs {
   params: SimParams;
@@ -15,14 +15,6 @@ export interface SimArgs {
   log?: string;
   logLevel: number;
   quiet: boolean;
-}
-
-function intOpt(flag: string, v: string | undefined, min: number, max: number): number {
-  if (v === undefined) throw new SimUsageError(`option ${flag} requires a value`);
-  if (!/^\d+$/.test(v)) throw new SimUsageError(`invalid ${flag} value '${v}': expected an integer in ${min}..${max}`);
-  const n = Number(v);
-  if (n < min || n > max) throw new SimUsageError(`invalid ${flag} value '${v}': must be in ${min}..${max}`);
-  return n;
 }
 
 export function parseSimArgs(argv: string[]): SimArgs {
@@ -38,38 +30,38 @@ export function parseSimArgs(argv: string[]): SimArgs {
     const arg = argv[i]!;
     const next = () => argv[++i];
     switch (arg) {
-      case '--seed': seed = intOpt('--seed', next(), 0, Number.MAX_SAFE_INTEGER); break;
+      case '--seed': seed = intArg('--seed', next(), 0, Number.MAX_SAFE_INTEGER); break;
       case '--seeds': {
         const v = next();
         const m = v === undefined ? null : /^(\d+)(?:-|\.\.)(\d+)$/.exec(v);
-        if (!m || Number(m[1]) > Number(m[2])) throw new SimUsageError(`invalid --seeds value '${v ?? ''}': expected FIRST-LAST`);
+        if (!m || Number(m[1]) > Number(m[2])) throw new UsageError(`invalid --seeds value '${v ?? ''}': expected FIRST-LAST`);
         out.seeds = { first: Number(m[1]), last: Number(m[2]) };
         break;
       }
-      case '--nodes': nodes = intOpt('--nodes', next(), 1, 64); break;
-      case '--copies': copies = intOpt('--copies', next(), 1, 31); break;
-      case '--ops': ops = intOpt('--ops', next(), 0, 10_000_000); break;
-      case '--clients': clients = intOpt('--clients', next(), 1, 64); break;
+      case '--nodes': nodes = intArg('--nodes', next(), 1, 64); break;
+      case '--copies': copies = intArg('--copies', next(), 1, 31); break;
+      case '--ops': ops = intArg('--ops', next(), 0, 10_000_000); break;
+      case '--clients': clients = intArg('--clients', next(), 1, 64); break;
       case '--faults': {
         const v = next();
-        if (v === undefined) throw new SimUsageError('option --faults requires a value');
+        if (v === undefined) throw new UsageError('option --faults requires a value');
         try {
           faults = parseFaults(v);
         } catch (e) {
-          throw new SimUsageError((e as Error).message);
+          throw new UsageError((e as Error).message);
         }
         break;
       }
-      case '--record': out.record = next(); if (!out.record) throw new SimUsageError('option --record requires a file'); break;
-      case '--log': out.log = next(); if (!out.log) throw new SimUsageError('option --log requires a file'); break;
-      case '--log-level': out.logLevel = intOpt('--log-level', next(), 0, 7); break;
-      case '--bug': bug = next(); if (bug !== 'lose-write') throw new SimUsageError(`unknown --bug '${bug ?? ''}' (known: lose-write)`); break;
+      case '--record': out.record = next(); if (!out.record) throw new UsageError('option --record requires a file'); break;
+      case '--log': out.log = next(); if (!out.log) throw new UsageError('option --log requires a file'); break;
+      case '--log-level': out.logLevel = intArg('--log-level', next(), 0, 7); break;
+      case '--bug': bug = next(); if (bug !== 'lose-write') throw new UsageError(`unknown --bug '${bug ?? ''}' (known: lose-write)`); break;
       case '-q': case '--quiet': out.quiet = true; break;
-      default: throw new SimUsageError(`unknown sim option '${arg}'`);
+      default: throw new UsageError(`unknown sim option '${arg}'`);
     }
   }
-  if (copies > nodes) throw new SimUsageError(`--copies ${copies} is more than --nodes ${nodes}`);
-  if (out.seeds && out.record) throw new SimUsageError('--record takes one --seed, not a --seeds range');
+  if (copies > nodes) throw new UsageError(`--copies ${copies} is more than --nodes ${nodes}`);
+  if (out.seeds && out.record) throw new UsageError('--record takes one --seed, not a --seeds range');
   return { ...out, params: { seed, nodes, copies, ops, faults, clients, bug } };
 }
 
