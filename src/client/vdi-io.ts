@@ -50,8 +50,25 @@ async function underAllocationLock<T>(c: object, key: string, fn: () => Promise<
   }
 }
 
+export interface WriteVdiOptions {
+  /**
+   * This write repeats one that was never acknowledged: its index updates are sent again even where the
+   * index already shows the object allocated, as QEMU's driver resent the whole request. A gateway that
+   * died during the first index update may have left it on some inode replicas only; the entry read back
+   * comes from one replica and proves nothing about the others (found by the simulator, seed 37).
+   */
+  readonly resendIndex?: boolean;
+}
+
+async function writeIndexEntry(c: SheepClient, vid: number, idx: number): Promise<void> {
+  const entry = Buffer.alloc(4);
+  entry.writeUInt32LE(vid, 0);
+  const u = await c.request({ opcode: Op.WRITE_OBJ, obj: { oid: vidToVdiOid(vid), offset: SD_INODE_DATA_VDI_ID_OFFSET + 4 * idx } }, entry);
+  if (u.result !== Res.SUCCESS) throw new VdiIoError(u.result, `updating index entry ${idx}`);
+}
+
 /** Writes `data` at byte `offset` of VDI `vid`, object by object, with QEMU's copy-on-write rules. */
-export async function writeVdi(c: SheepClient, vid: number, offset: number, data: Uint8Array, blockSizeShift = 22): Promise<void> {
+export async function writeVdi(c: SheepClient, vid: number, offset: number, data: Uint8Array, blockSizeShift = 22, opts: WriteVdiOptions = {}): Promise<void> {
   const objSize = 2 ** blockSizeShift;
   let done = 0;
   while (done < data.length) {
@@ -63,20 +80,23 @@ export async function writeVdi(c: SheepClient, vid: number, offset: number, data
     const oid = vidToDataOid(vid, idx);
     const overwrite = () => c.request({ opcode: Op.WRITE_OBJ, obj: { oid, offset: inObj } }, chunk);
     let r;
-    if ((await indexEntry(c, vid, idx)) === vid) r = await overwrite();
-    else {
+    if ((await indexEntry(c, vid, idx)) === vid) {
+      r = await overwrite();
+      if (r.result === Res.SUCCESS && opts.resendIndex) await writeIndexEntry(c, vid, idx);
+    } else {
       r = await underAllocationLock(c, `${vid}:${idx}`, async () => {
         const owner = await indexEntry(c, vid, idx); // another writer may have allocated it meanwhile
-        if (owner === vid) return overwrite();
+        if (owner === vid) {
+          const w = await overwrite();
+          if (w.result === Res.SUCCESS && opts.resendIndex) await writeIndexEntry(c, vid, idx);
+          return w;
+        }
         const created =
           owner === 0
             ? await c.request({ opcode: Op.CREATE_AND_WRITE_OBJ, obj: { oid, offset: inObj } }, chunk)
             : await c.request({ opcode: Op.CREATE_AND_WRITE_OBJ, flags: Flag.CMD_COW, obj: { oid, cowOid: vidToDataOid(owner, idx), offset: inObj } }, chunk);
         if (created.result !== Res.SUCCESS) return created;
-        const entry = Buffer.alloc(4);
-        entry.writeUInt32LE(vid, 0);
-        const u = await c.request({ opcode: Op.WRITE_OBJ, obj: { oid: vidToVdiOid(vid), offset: SD_INODE_DATA_VDI_ID_OFFSET + 4 * idx } }, entry);
-        if (u.result !== Res.SUCCESS) throw new VdiIoError(u.result, `updating index entry ${idx}`);
+        await writeIndexEntry(c, vid, idx);
         return created;
       });
     }

@@ -151,9 +151,9 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
       if (sheep.opts.gatewayOnly) return rsp({ result: Res.NO_SUPPORT });
       const o = sheep.readObj(req);
       if (req.opcode === Op.READ_PEER && req.flags & Flag.CMD_RECOVERY) {
-        // Recovery reads take any copy this node has, current or stale, whatever the epoch, unless the copy
-        // is unverified since this node came back.
-        if (sheep.recovery.isSuspect(o.oid)) return rsp({ result: UNVERIFIED });
+        // Recovery reads take any copy this node has, current or stale, whatever the epoch,
+        // unless the copy is unverified since this node came back: then the last epoch it was a member of.
+        if (sheep.recovery.isSuspect(o.oid)) return rsp({ result: UNVERIFIED, obj: { offset: BigInt(sheep.recovery.lastEpochBeforeReturn) } });
         const size = Math.min(req.dataLength, sheep.objectSizeOf(o.oid));
         // Live copies only, unless the puller found none anywhere and asks for set-aside ones (WILDCARD):
         // then the newest stale copy, with the epoch it was set aside at (obj.offset), so the puller can

@@ -322,9 +322,15 @@ export class RecoveryWork {
     // First a live copy from any holder. Set-aside (stale) copies may predate later writes, so they are
     // used only when every holder answered and none has a live copy: then the one set aside last.
     // (The simulator found an inode pulled from a stale copy while a live one existed: a lost index entry.)
+    // Every member is asked, not only the nodes that listed the object: one that could not be listed (a
+    // partition) may hold the live copy, and a set-aside copy must not win while it is out of reach.
+    // (The simulator found a node recovering an outdated inode from a set-aside copy during a partition.)
+    const everyone = [...sources, ...sheep.members.filter((n) => !sheep.isSelf(n) && !sources.some((s) => s.nid.addr === n.nid.addr && s.nid.port === n.nid.port))];
     let transient = false;
+    // The newest epoch up to which a returning node's unverified copy was current (0: none answered so).
+    let unverifiedUpTo = 0;
     const staleOk: SdNode[] = [];
-    for (const node of sources) {
+    for (const node of everyone) {
       try {
         const c = await sheep.peers.get(node.nid.addr, node.nid.port);
         const r = await c.request({ opcode: Op.READ_PEER, flags: Flag.CMD_RECOVERY, dataLength: size, epoch: sheep.epoch, obj: { oid } });
@@ -332,8 +338,13 @@ export class RecoveryWork {
           staleOk.push(node);
           continue;
         }
+        if (r.result === UNVERIFIED) {
+          unverifiedUpTo = Math.max(unverifiedUpTo, Number(readObjRsp(r.raw).offset) || 1);
+          staleOk.push(node);
+          continue;
+        }
         if (r.result !== Res.SUCCESS) {
-          transient = true; // e.g. its copy is not verified yet (UNVERIFIED)
+          transient = true;
           continue;
         }
         return await this.store(oid, size, r.data);
@@ -356,6 +367,10 @@ export class RecoveryWork {
         return 'retry';
       }
     }
+    // Returning nodes whose copies are as new as any set-aside one decide among themselves (verifyLocal);
+    // a set-aside copy newer than all of them wins over them (found by the simulator, seed 14: three
+    // returning holders each waited for the others' verdict while the current copy sat set aside).
+    if (unverifiedUpTo > 0 && (!best || best.epoch <= unverifiedUpTo)) return 'retry';
     if (best) {
       // Only set-aside copies left: the object moved on (recover it), or it was freed since (leave it).
       if (isDataObj(oid) && !(await stillReferenced(sheep, oidToVid(oid), dataOidIndex(oid), 0).catch(() => true))) {
@@ -501,10 +516,15 @@ export class RecoveryWork {
     if (!sheep.placement(oid, sheep.copiesOf(oid)).some((n) => sheep.isSelf(n))) return;
     const orphan = await sheep.isOrphan(oid);
     const exists = !orphan && (await sheep.store.exists(oid));
-    if (!holder) sheep.log('debug', `recovery: on demand ${oid.toString(16)}: orphan ${orphan}, exists ${exists}`);
-    if (orphan || exists) return;
+    // A copy kept from before this node left is suspect until verified against the others, even when no
+    // node could be listed yet (found by the simulator, seed 27: a returning node, cut off by a partition,
+    // served its outdated inode and an acknowledged write read back as zeros).
+    const unverified = exists && this.suspects.has(oid);
+    if (!holder) sheep.log('debug', `recovery: on demand ${oid.toString(16)}: orphan ${orphan}, exists ${exists}${unverified ? ' (unverified)' : ''}`);
+    if (orphan || (exists && !unverified)) return;
     if (this.pending.has(oid) || this.inFlight.has(oid)) return;
     this.sources.set(oid, holder ? [holder] : sheep.members.filter((n) => !sheep.isSelf(n) && n.nrVnodes > 0));
+    if (unverified) this.verify.add(oid);
     this.pending.add(oid);
     this.total++;
     if (holder) void this.recover(oid).catch(() => undefined);

@@ -88,12 +88,12 @@ export class Workload {
   }
 
   /** Runs `fn` against gateways until it completes without a retryable failure. */
-  async withRetry<T>(what: string, fn: (t: SheepTransport) => Promise<T>): Promise<T> {
+  async withRetry<T>(what: string, fn: (t: SheepTransport, attempt: number) => Promise<T>): Promise<T> {
     const deadline = this.sched.now() + GIVE_UP_MS;
     for (let attempt = 0; ; attempt++) {
       const gw = this.gateway();
       try {
-        return await fn(gw);
+        return await fn(gw, attempt);
       } catch (err) {
         const retry = err instanceof ConnectionError || (err instanceof VdiIoError && RETRYABLE.has(err.result));
         if (!retry) throw err;
@@ -193,7 +193,7 @@ export class Workload {
     const data = Buffer.from(this.rng.fill(new Uint8Array(len)));
     await this.locked(m, async () => {
       try {
-        await this.withRetry(`write ${m.key}`, (t) => writeVdi(t, m.vid, idx * OBJECT_SIZE + off, data, BLOCK_SIZE_SHIFT));
+        await this.withRetry(`write ${m.key}`, (t, attempt) => writeVdi(t, m.vid, idx * OBJECT_SIZE + off, data, BLOCK_SIZE_SHIFT, { resendIndex: attempt > 0 }));
       } catch (err) {
         m.uncertain.add(idx); // some replicas may hold the new bytes, some not
         throw err;
