@@ -424,7 +424,7 @@ export function nodeCommand(): Command {
   }
 
   async function plugUnplug(ctx: RunContext, disks: string, plug: boolean): Promise<number> {
-    if (!disks.length) {
+    if (disks.split(',').every((p) => p === '')) {
       sdErr("Empty path isn't allowed");
       return EXIT_FAILURE;
     }
