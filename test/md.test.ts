@@ -9,7 +9,9 @@ import { SheepClient } from '../src/client/sheep-client.js';
 import { readVdi, writeVdi } from '../src/client/vdi-io.js';
 import { oidToHex, vidToDataOid, vidToVdiOid } from '../src/proto/oid.js';
 import { buildMdRing, diskIndexOf, vdiskCount } from '../src/store/md-ring.js';
-import { MD_SIZE_FILE } from '../src/store/md.js';
+import { MD_SIZE_FILE, MultiDiskStore } from '../src/store/md.js';
+import { parseStartArgs } from '../src/cli/sheep-actors.js';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { createVdi, format, LocalCluster, nodeList, randomPortBase, waitForMembers } from './cluster-harness.js';
 import { runDog } from './dog-harness.js';
 import { removeDir, tempDir, withTimeout } from './helpers.js';
@@ -33,6 +35,40 @@ test('md ring: vdisks per GiB, a vector computed independently from md.c', () =>
   assert.throws(() => buildMdRing([{ path: '/a', space: 1n }, { path: '/a', space: 1n }]), /collision/);
   assert.throws(() => vdiskCount(0n), /positive/);
 });
+
+test('sheep DIR,DISK1,DISK2: DIR for config and epochs, the rest are disks; bad lists refused', () => {
+  const a = parseStartArgs(['/s/meta,/s/d1,/s/d2/', '-p', '7001']);
+  assert.is(a.dir, '/s/meta');
+  assert.equal(a.disks, ['/s/d1', '/s/d2']);
+  assert.equal(parseStartArgs(['/s/meta']).disks, []);
+  assert.throws(() => parseStartArgs(['/s/meta,,/s/d2']), /empty path/);
+  assert.throws(() => parseStartArgs(['/s/meta,/s/d1,/s/d1']), /duplicate disk/);
+});
+
+test('MultiDiskStore: an object left on another disk by an earlier disk set is found and moved home', withTimeout(10_000, async () => {
+  const base = tempDir('md-store-');
+  const paths = [join(base, 'd1'), join(base, 'd2')];
+  for (const p of paths) {
+    mkdirSync(join(p, '.stale'), { recursive: true });
+    writeFileSync(join(p, MD_SIZE_FILE), `${4n << 30n}\n`);
+  }
+  const store = new MultiDiskStore(paths, { noSync: true, metaDir: join(base, 'meta') });
+  try {
+    await store.init();
+    const oid = 0x00abcdef00000007n;
+    const home = store.diskOf(oid);
+    const other = paths.find((p) => p !== home)!;
+    writeFileSync(join(other, oidToHex(oid)), Buffer.alloc(4096, 7)); // as a previous disk set left it
+    assert.ok(await store.exists(oid), 'found on the other disk');
+    assert.ok(existsSync(join(home, oidToHex(oid))) && !existsSync(join(other, oidToHex(oid))), 'moved home');
+    assert.ok((await store.read(oid, 0, 4096)).equals(Buffer.alloc(4096, 7)));
+    assert.equal(await store.list(), [oid]);
+    assert.not.ok(await store.exists(0x42n), "an absent object is absent");
+  } finally {
+    await store.close();
+    removeDir(base);
+  }
+}));
 
 let dir = '';
 let cluster: LocalCluster;
