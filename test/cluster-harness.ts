@@ -80,10 +80,11 @@ export class LocalCluster {
     this.hub = join(baseDir, 'hub.sock');
   }
 
-  async startNode(i: number, extra: string[] = []): Promise<SheepProcess> {
+  /** `disks`: object disks after the node's directory (sheep DIR,DISK1,...: multi-disk). */
+  async startNode(i: number, extra: string[] = [], disks: string[] = []): Promise<SheepProcess> {
     const dir = join(this.baseDir, String(i));
     const port = this.basePort + i;
-    const child = spawn(process.execPath, [join(BIN, 'sheep.js'), dir, '-p', String(port), '-z', String(i), '-c', this.driver ?? `local:path=${this.hub}`, '-b', '127.0.0.1', '-f', ...extra], {
+    const child = spawn(process.execPath, [join(BIN, 'sheep.js'), [dir, ...disks].join(','), '-p', String(port), '-z', String(i), '-c', this.driver ?? `local:path=${this.hub}`, '-b', '127.0.0.1', '-f', ...extra], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';

@@ -10,7 +10,8 @@ import { LocalDriver, DEFAULT_LOCAL_HUB } from '../cluster/local.js';
 import { ZooKeeperDriver, parseZooKeeperSpec } from '../cluster/zookeeper.js';
 import type { ClusterDriver } from '../cluster/driver.js';
 import { Sheep } from '../node/sheep.js';
-import { ObjectStore } from '../store/object-store.js';
+import { MultiDiskStore } from '../store/md.js';
+import { MD_MAX_DISK } from '../proto/constants.js';
 import { ActorSystem } from '../runtime/system.js';
 import { HashPool } from '../runtime/hash-pool.js';
 import { LogCorruptedError } from '../runtime/event-log.js';
@@ -24,6 +25,8 @@ export { UsageError };
 
 export interface StartArgs {
   dir: string;
+  /** Object disks after DIR (multi-disk); empty: objects in DIR/obj. */
+  disks?: string[];
   port: number;
   zone?: number;
   driver: string;
@@ -101,7 +104,13 @@ export function parseStartArgs(argv: string[]): StartArgs {
     }
   }
   if (dirs.length !== 1) throw new UsageError(dirs.length === 0 ? 'a store directory is required' : `only one store directory is allowed, got ${dirs.join(' ')}`);
-  a.dir = resolve(dirs[0]!.split(',')[0]!);
+  // sheep DIR[,DISK1,DISK2...]: DIR holds config and epochs; objects go to the disks (multi-disk) or DIR/obj.
+  const [dir, ...disks] = dirs[0]!.split(',');
+  if (!dir || disks.some((d) => d === '')) throw new UsageError(`empty path in '${dirs[0]}'`);
+  if (disks.length > MD_MAX_DISK) throw new UsageError(`at most ${MD_MAX_DISK} disks, got ${disks.length}`);
+  a.dir = resolve(dir);
+  a.disks = disks.map((d) => resolve(d));
+  if (new Set(a.disks).size !== a.disks.length) throw new UsageError(`duplicate disk in '${dirs[0]}'`);
   return a;
 }
 
@@ -150,6 +159,7 @@ export async function runStart(argv: string[], invokedAs: string): Promise<numbe
   }
   const sheep = new Sheep({
     dir: a.dir,
+    disks: a.disks,
     port: a.port,
     addr: a.addr ?? (a.bind === '0.0.0.0' || a.bind === '::' ? '127.0.0.1' : a.bind),
     bind: a.bind,
@@ -175,7 +185,8 @@ export async function runStart(argv: string[], invokedAs: string): Promise<numbe
   const bye = () => void sheep.stop('signal').then(() => process.exit(0));
   process.on('SIGTERM', bye);
   process.on('SIGINT', bye);
-  process.on('SIGUSR2', () => (sheep.store as ObjectStore).injectEio(true)); // test hook: the disk fails with EIO from now on
+  // Test hook: the disk fails with EIO from now on (of several disks, the first one: MultiDiskStore.injectEio).
+  process.on('SIGUSR2', () => (sheep.store as MultiDiskStore).injectEio(true));
   return -1; // keep running
 }
 

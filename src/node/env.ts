@@ -6,7 +6,7 @@ import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SheepTransport } from '../client/transport.js';
 import type { SdNode } from '../proto/structs.js';
-import { ObjectStore } from '../store/object-store.js';
+import { MultiDiskStore } from '../store/md.js';
 import type { Store } from '../store/store.js';
 import { readConfig, readEpochFiles, writeConfig, writeEpochFile, type NodeConfig } from './cluster-state.js';
 import { PeerPool } from './peers.js';
@@ -75,12 +75,15 @@ export function fileMeta(dir: string): NodeMeta {
   };
 }
 
-/** Production: files under `dir`, TCP peers, the wall clock, sheep.log in `logDir`. */
-export function realEnv(dir: string, opts: { noSync: boolean; logDir?: string }): NodeEnv {
+/**
+ * Production: files under `dir`, TCP peers, the wall clock, sheep.log in `logDir`. Objects go to DIR/obj,
+ * or spread over `disks` when given (sheep DIR,DISK1,DISK2...).
+ */
+export function realEnv(dir: string, opts: { noSync: boolean; logDir?: string; disks?: readonly string[] }): NodeEnv {
   const logFile = join(opts.logDir ?? dir, 'sheep.log');
   return {
     clock: realClock,
-    store: new ObjectStore(dir, { noSync: opts.noSync }),
+    store: new MultiDiskStore(opts.disks?.length ? opts.disks : [join(dir, 'obj')], { noSync: opts.noSync, metaDir: dir }),
     meta: fileMeta(dir),
     peers: new PeerPool(),
     listen: true,

@@ -30,6 +30,7 @@ async function peerRequest(sheep: Sheep, node: SdNode, init: PeerInit, data?: Ui
 }
 
 function storeResult(err: unknown): number {
+  if (err instanceof StoreError && err.diskRemoved) return Res.NETWORK_ERROR; // one of several disks failed: retry
   if (err instanceof StoreError) return err.code === 'NO_OBJ' ? Res.NO_OBJ : err.code === 'NO_SPACE' ? Res.NO_SPACE : err.code === 'INVALID' ? Res.INVALID_PARMS : Res.EIO;
   if (err instanceof SheepError) return err.result;
   return Res.EIO;

@@ -22,12 +22,13 @@ import {
 } from '../proto/constants.js';
 import { readClusterReq, readVdiReq, readVdiStateReq, type RspInit } from '../proto/header.js';
 import { dataOidIndex, isDataObj, isVdiObj, oidToVid, vidToAttrOid, vidToVdiOid } from '../proto/oid.js';
-import { encodeMdInfo, encodeVdiState, VdiAttrOff, encodeRecoveryThrottling, decodeRecoveryThrottling, encodeClusterInfo, encodeEpochLog, encodeRecoveryState, encodeSdNodes, encodeInodeHeader, decodeInodeHeader, InodeOff, readCString, epochLogSize } from '../proto/structs.js';
+import { encodeVdiState, VdiAttrOff, encodeRecoveryThrottling, decodeRecoveryThrottling, encodeClusterInfo, encodeEpochLog, encodeRecoveryState, encodeSdNodes, encodeInodeHeader, decodeInodeHeader, InodeOff, readCString, epochLogSize } from '../proto/structs.js';
 import { hashVdiName, vdiAttrIdFromStruct, vdiAttrVid } from '../placement/vdi-id.js';
 import { gatewayRead, gatewayRemove, gatewayWrite, reclaimAfterIndexWrite, touchesIndex } from './gateway.js';
 import { SheepError, type Sheep } from './sheep.js';
 import type { IncomingRequest, Reply } from './server.js';
 import { StoreError } from '../store/object-store.js';
+import { mdInfoPayload, mdPlugUnplug } from './md-ops.js';
 import { UNVERIFIED } from './recovery.js';
 
 type Rsp = (init: Omit<RspInit, 'opcode' | 'id' | 'epoch'>, data?: Uint8Array) => Reply;
@@ -270,12 +271,13 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
       return rsp({ result: ok, dataLength: SD_STAT_SIZE }, buf);
     }
     case Op.MD_INFO: {
-      // One disk: the store directory (multi-disk is not implemented yet).
       if (req.dataLength !== SD_MD_INFO_SIZE) return rsp({ result: Res.INVALID_PARMS });
-      const disks = sheep.opts.gatewayOnly ? [] : [{ idx: 0, free: await sheep.store.freeBytes(), used: await sheep.store.usedBytes(), path: sheep.opts.dir }];
-      const data = encodeMdInfo(disks);
+      const data = await mdInfoPayload(sheep);
       return rsp({ result: ok, dataLength: data.length }, data);
     }
+    case Op.MD_PLUG:
+    case Op.MD_UNPLUG:
+      return rsp({ result: await mdPlugUnplug(sheep, req.data, req.opcode === Op.MD_PLUG) });
     case Op.GET_VNODES: {
       const b = Buffer.alloc(4);
       b.writeInt32LE(sheep.self.nrVnodes, 0);

@@ -15,6 +15,7 @@ import { autoVnodes, buildVnodeRing, placeObject, toRingNode, type VnodeRing } f
 import { isDataObj, isVdiObj, oidToVid, objectSize } from '../proto/oid.js';
 import { decodeInodeHeader } from '../proto/structs.js';
 import { StoreError } from '../store/object-store.js';
+import { MultiDiskStore, type MdChange } from '../store/md.js';
 import type { Store } from '../store/store.js';
 import { realEnv, type Hasher, type NodeClock, type NodeEnv, type NodeMeta, type PeerTransport } from './env.js';
 import { VDI_KIND, type VdiInput, type VdiSummary } from '../actors/vdi/machine.js';
@@ -27,6 +28,8 @@ import type { Services } from '../runtime/actor-host.js';
 
 export interface SheepOptions {
   readonly dir: string;
+  /** Object disks (sheep DIR,DISK1,DISK2...); none: objects in DIR/obj. */
+  readonly disks?: readonly string[];
   readonly port: number;
   /** Address other nodes and clients reach this node at. */
   readonly addr: string;
@@ -148,12 +151,16 @@ export class Sheep {
   private readonly vnodeOverrides = new Map<string, number>();
 
   constructor(readonly opts: SheepOptions) {
-    this.env = opts.env ?? realEnv(opts.dir, { noSync: opts.noSync, logDir: opts.logDir });
+    this.env = opts.env ?? realEnv(opts.dir, { noSync: opts.noSync, logDir: opts.logDir, disks: opts.disks });
     this.store = this.env.store;
     this.peers = this.env.peers;
     this.clock = this.env.clock;
     this.meta = this.env.meta;
     this.store.onEio = (err) => this.onDiskError(err);
+    if (this.store instanceof MultiDiskStore) {
+      this.store.log = (level, msg) => this.log(level, msg);
+      this.store.onDisksChanged = (change) => this.onDisksChanged(change);
+    }
     this.self = {
       nid: { addr: opts.addr, port: opts.port, ioAddr: '', ioPort: 0 },
       nrVnodes: opts.gatewayOnly ? 0 : (opts.vnodes ?? 128),
@@ -218,6 +225,17 @@ export class Sheep {
     this.diskError = err;
     this.log('error', `disk error: ${err.message}: leaving the cluster`);
     this.clock.defer(() => void this.stop('disk error'));
+  }
+
+  /**
+   * A disk was plugged, unplugged or failed (multi-disk): the node stays, and re-runs recovery at the same
+   * epoch (md.c kick_recover), which pulls from the peers the objects the lost disk held. Synchronous, so
+   * requests after the change wait for the new object list.
+   */
+  private onDisksChanged(change: MdChange): void {
+    if (this.stopped) return;
+    this.log('info', `md: ${change.kind} ${change.paths.join(',')}: recovering objects at epoch ${this.epoch}`);
+    if (this.status === ClusterStatus.OK) this.startRecovery();
   }
 
   /** Stops serving; `reason` goes to the log. */
@@ -311,7 +329,7 @@ export class Sheep {
       if (err instanceof StoreError) {
         const result = err.code === 'NO_OBJ' ? Res.NO_OBJ : err.code === 'NO_SPACE' ? Res.NO_SPACE : err.code === 'INVALID' ? Res.INVALID_PARMS : Res.EIO;
         if (result === Res.EIO) this.log('error', err.message);
-        if (result === Res.EIO && this.diskError && isPeerIo(req.opcode)) return rsp({ result: Res.NETWORK_ERROR });
+        if (result === Res.EIO && (this.diskError || err.diskRemoved) && isPeerIo(req.opcode)) return rsp({ result: Res.NETWORK_ERROR });
         return rsp({ result });
       }
       if (err instanceof SheepError) return rsp({ result: err.result });

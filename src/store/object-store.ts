@@ -18,6 +18,11 @@ export class StoreError extends Error {
   }
   /** For an EIO: the system error code behind it (EIO, EROFS, EMFILE...), so a failing disk can be told apart. */
   fsCode?: string;
+  /**
+   * The failing disk was taken out of a multi-disk node, which stays in the cluster: the request can be
+   * retried (Sheepdog's md_handle_eio answers NETWORK_ERROR, "fool the requester to retry").
+   */
+  diskRemoved?: boolean;
 }
 
 export function oidHex(oid: bigint): string {
@@ -111,6 +116,8 @@ export interface ObjectStoreOptions {
   /** No synchronous writes (sheep -n): faster, not crash-safe. */
   readonly noSync?: boolean;
   readonly fdCacheSize?: number;
+  /** Where objects live; default DIR/obj. A disk of a multi-disk node keeps them at its top level. */
+  readonly objDir?: string;
 }
 
 export class ObjectStore implements Store {
@@ -127,7 +134,7 @@ export class ObjectStore implements Store {
     readonly baseDir: string,
     private readonly opts: ObjectStoreOptions = {},
   ) {
-    this.objDir = join(baseDir, 'obj');
+    this.objDir = opts.objDir ?? join(baseDir, 'obj');
     this.staleDir = join(this.objDir, '.stale');
     this.fds = new FdCache(opts.fdCacheSize ?? 512, fsc.O_RDWR | (opts.noSync ? 0 : fsc.O_DSYNC));
     for (const name of EIO_GUARDED) this.guardEio(name);

@@ -424,6 +424,16 @@ export function nodeCommand(): Command {
   }
 
   async function plugUnplug(ctx: RunContext, disks: string, plug: boolean): Promise<number> {
+    if (disks.split(',').every((p) => p === '')) {
+      sdErr("Empty path isn't allowed");
+      return EXIT_FAILURE;
+    }
+    // The sheep resolves paths in its own working directory, which the user cannot see: ask for absolute ones.
+    const relative = disks.split(',').find((p) => p !== '' && !p.startsWith('/'));
+    if (relative !== undefined) {
+      sdErr(`Invalid path '${relative}': disk paths must be absolute`);
+      return EXIT_FAILURE;
+    }
     const payload = Buffer.concat([Buffer.from(disks, 'utf8'), Buffer.alloc(1)]);
     const rsp = await ctx.exec({ opcode: plug ? Op.MD_PLUG : Op.MD_UNPLUG, flags: Flag.CMD_WRITE }, payload);
     if (!rsp) return EXIT_SYSFAIL;
