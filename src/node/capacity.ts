@@ -38,8 +38,10 @@ export async function measureCapacity(store: Store, dir: string | undefined): Pr
   const used = await store.usedBytes();
   let free = await store.freeBytes();
   const limit = dir === undefined ? null : await readCapacityLimit(dir);
-  if (limit !== null) free = limit > used ? (free < limit - used ? free : limit - used) : 0n;
-  return { size: free + used, free, used };
+  if (limit === null) return { size: free + used, free, used };
+  // An emulated disk of `limit` bytes: never more free than the real disk has, none once data fills it.
+  if (limit - used < free) free = limit > used ? limit - used : 0n;
+  return { size: limit, free, used };
 }
 
 /** Sheepdog's node_size_varied(): a change below 1% of the announced size is not worth a new epoch. */

@@ -135,6 +135,8 @@ export class Sheep {
   private recoveryActorEpoch = 0;
   private recoveryActorId = '';
   private recoveryReruns = 0;
+  /** Formats this process applied (recovery job addresses must not repeat when epochs restart). */
+  private formats = 0;
   /** The epoch history this node had on disk at start (what it says in its hello while waiting). */
   private diskEpochs = new Map<number, { nodes: SdNode[]; time: bigint }>();
   /** While waiting for the last members after a restart: the newest epoch history any member reported. */
@@ -726,7 +728,9 @@ export class Sheep {
     this.recovery.beginEpoch(this.epoch);
     if (this.recoveryActorId) this.actors.tell({ kind: RECOVERY_KIND, id: this.recoveryActorId }, { type: 'CANCEL' });
     // A second job in one epoch (redundancy changed by alter-copy) gets its own address.
-    const id = this.recoveryActorEpoch === this.epoch ? `${this.selfId}/${this.epoch}-${++this.recoveryReruns}` : `${this.selfId}/${this.epoch}`;
+    // Epochs restart at 1 after a format: the format count keeps the address of a later job new.
+    const epochTag = this.formats > 0 ? `${this.epoch}f${this.formats}` : `${this.epoch}`;
+    const id = this.recoveryActorEpoch === this.epoch ? `${this.selfId}/${epochTag}-${++this.recoveryReruns}` : `${this.selfId}/${epochTag}`;
     this.recoveryActorEpoch = this.epoch;
     this.recoveryActorId = id;
     this.actors.spawn({ kind: RECOVERY_KIND, id }, { node: this.selfId, epoch: this.epoch, maxInFlight: this.recoveryMaxInFlight, paused: !this.recoveryEnabled });
@@ -861,6 +865,8 @@ export class Sheep {
         this.status = ClusterStatus.OK;
         this.epochs.clear();
         this.epoch = 0;
+        this.formats++;
+        this.recoveryActorEpoch = 0;
         this.rebuildRing(); // the format decides between auto and fixed vnodes
         await this.persistFormat();
         await this.newEpoch(false);
