@@ -105,6 +105,10 @@ export class VdiBitmap {
   set(vid: number): void {
     this.bytes[vid >>> 3]! |= 1 << (vid & 7);
   }
+  /** Frees one vid (VID recycling). */
+  unset(vid: number): void {
+    this.bytes[vid >>> 3]! &= ~(1 << (vid & 7));
+  }
   clear(): void {
     this.bytes.fill(0);
   }

@@ -11,7 +11,8 @@ import type { Sheep } from './sheep.js';
 export async function mdInfoPayload(sheep: Sheep): Promise<Buffer> {
   if (sheep.opts.gatewayOnly) return encodeMdInfo([]);
   if (sheep.store instanceof MultiDiskStore) return encodeMdInfo(await sheep.store.info());
-  return encodeMdInfo([{ idx: 0, free: await sheep.store.freeBytes(), used: await sheep.store.usedBytes(), path: sheep.opts.dir }]);
+  const cap = await sheep.capacity(); // honours the STORE/capacity file
+  return encodeMdInfo([{ idx: 0, free: cap.free, used: cap.used, path: sheep.opts.dir }]);
 }
 
 /** Disk paths from a plug/unplug payload: up to the NUL, comma-separated, empty items skipped (strtok). */

@@ -179,6 +179,7 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
         await sheep.recovery.supersede(o.oid);
         await sheep.store.remove(o.oid);
       } else if (req.opcode === Op.CREATE_AND_WRITE_PEER) {
+        if (sheep.vidGc) await sheep.vidGc; // a reused vid: its old family's objects go first
         await sheep.recovery.supersede(o.oid);
         await sheep.store.create(o.oid, sheep.objectSizeOf(o.oid), req.data, o.offset);
       } else {
@@ -329,9 +330,8 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
     }
     case Op.STAT_SHEEP: {
       if (sheep.opts.gatewayOnly) return rsp({ result: ok, node: { storeSize: 0n, storeFree: 0n } });
-      const free = await sheep.store.freeBytes();
-      const used = await sheep.store.usedBytes();
-      return rsp({ result: ok, node: { storeSize: free + used, storeFree: free } });
+      const cap = await sheep.capacity();
+      return rsp({ result: ok, node: { storeSize: cap.size, storeFree: cap.free } });
     }
     case Op.STAT_CLUSTER:
       return statCluster(sheep, req, rsp);
@@ -358,6 +358,9 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
       const msg = await sheep.forceResumeMessage(sheep.nextSeq());
       await sheep.broadcastMsg(msg);
       return rsp({ result: ok });
+    case Op.REWEIGHT:
+      // Ordered, so every node re-measures its disk at the same point (upstream cluster_reweight).
+      return rsp({ result: await sheep.broadcast<number>((seq) => ({ op: 'reweight', origin: sheep.selfId, seq })) });
     case Op.ENABLE_RECOVER:
     case Op.DISABLE_RECOVER:
       await sheep.broadcast((seq) => ({ op: 'recovery', origin: sheep.selfId, seq, enable: req.opcode === Op.ENABLE_RECOVER }));
@@ -447,14 +450,19 @@ async function lookupVdi(
   snapId: number,
   wholeFamily = false,
 ): Promise<{ found?: FoundVdi; right: number; anyWithName: boolean; maxSnapId: number }> {
-  const left = hashVdiName(name);
+  const recycling = (sheep.format.flags & ClusterFlag.RECYCLE_VID) !== 0;
+  // With recycled VIDs a family no longer sits in the run at its hash (a freed vid can split runs), so, as
+  // upstream, every VDI in use is a candidate and a new VDI takes the lowest free vid.
+  const left = recycling ? 1 : hashVdiName(name);
   const right = sheep.inUse.firstClearFrom(left);
   if (right < 0) throw new SheepError(Res.FULL_VDI);
   let anyWithName = false;
   let maxSnapId = 0;
   let found: FoundVdi | undefined;
   const vids: number[] = [];
-  for (let v = left; v !== right; v = v + 1 >= 2 ** 24 ? 1 : v + 1) vids.push(v);
+  if (recycling) vids.push(...sheep.inUse.list());
+  else for (let v = left; v !== right; v = v + 1 >= 2 ** 24 ? 1 : v + 1) vids.push(v);
+  let newestSnapshot: FoundVdi | undefined;
   for (let k = vids.length - 1; k >= 0; k--) {
     const vid = vids[k]!;
     if (sheep.deleted.test(vid)) continue;
@@ -469,11 +477,15 @@ async function lookupVdi(
     if (h.snapId > maxSnapId) maxSnapId = h.snapId;
     const isSnapshot = h.snapCtime !== 0n;
     const match = tag ? h.tag === tag && isSnapshot : snapId ? h.snapId === snapId && isSnapshot : !isSnapshot;
+    if (isSnapshot && !newestSnapshot) newestSnapshot = { vid, copies: h.nrCopies, blockSizeShift: h.blockSizeShift, snapId: h.snapId, snapshot: true };
     if (match && !found) {
       found = { vid, copies: h.nrCopies, blockSizeShift: h.blockSizeShift, snapId: h.snapId, snapshot: isSnapshot };
       if (!wholeFamily) break;
     }
   }
+  // Upstream vdi_lookup() with recycling: when the working VDI of a name is deleted but its snapshots live,
+  // the name resolves to the newest snapshot, so it cannot be created again over them (VDI_EXIST).
+  if (recycling && !found && !tag && !snapId && newestSnapshot) found = newestSnapshot;
   return { found, right, anyWithName, maxSnapId };
 }
 

@@ -5,6 +5,7 @@ import { Flag, Op, Res } from '../proto/constants.js';
 import { readObjRsp } from '../proto/header.js';
 import { dataOidIndex, isDataObj, oidToVid } from '../proto/oid.js';
 import { stillReferenced } from './gateway.js';
+import { recoveryWouldFillDisk } from './diskfull.js';
 import type { SdNode } from '../proto/structs.js';
 import type { Sheep } from './sheep.js';
 
@@ -147,6 +148,13 @@ export class RecoveryWork {
         }),
     );
     if (this.epoch !== epoch) return 0;
+    if (recoveryWouldFillDisk(sheep, new Set([...seen.keys(), ...local]))) {
+      // `-F`: nothing is pulled or set aside; the cluster runs on with lower redundancy.
+      this.order = [];
+      this.pending = new Set();
+      this.total = this.done = this.failed = 0;
+      return 0;
+    }
     const wanted: bigint[] = [];
     this.verify = new Set();
     for (const [oid, holders] of seen) {

@@ -23,6 +23,8 @@ import { startServer, stopServer, type IncomingRequest, type Reply } from './ser
 import { UNFORMATTED, VdiBitmap, type ClusterFormat, type StatusCode } from './cluster-state.js';
 import { handleRequest } from './ops.js';
 import { RecoveryWork } from './recovery.js';
+import { measureCapacity, spaceVaried, type Capacity } from './capacity.js';
+import { deadFamily } from './vid-recycle.js';
 import { RECOVERY_KIND } from '../actors/recovery/machine.js';
 import type { Services } from '../runtime/actor-host.js';
 
@@ -67,6 +69,8 @@ export type ClusterMsg =
   | { op: 'recovery'; origin: string; seq: number; enable: boolean }
   | { op: 'alter_copy'; origin: string; seq: number; vid: number; copies: number; copyPolicy: number }
   | { op: 'set_vnodes'; origin: string; seq: number; node: string; vnodes: number }
+  | { op: 'reweight'; origin: string; seq: number }
+  | { op: 'set_space'; origin: string; seq: number; node: string; space: string }
   | { op: 'state'; origin: string; seq: number; to: string; since: number; state: TransferState };
 
 export interface TransferState {
@@ -81,6 +85,8 @@ export interface TransferState {
   waitBest: { epoch: number; epochs: Array<[number, Uint8Array[], string]> } | null;
   /** Vnodes changed by `dog node vnodes set`, per node id (the driver still reports the join-time value). */
   vnodes: Array<[string, number]>;
+  /** Space re-announced by `dog cluster reweight`, per node id (bigint as decimal text). */
+  spaces?: Array<[string, string]>;
 }
 
 const packr = new Packr({ useRecords: false, int64AsType: 'bigint' } as never);
@@ -132,6 +138,8 @@ export class Sheep {
   private recoveryActorEpoch = 0;
   private recoveryActorId = '';
   private recoveryReruns = 0;
+  /** Formats this process applied (recovery job addresses must not repeat when epochs restart). */
+  private formats = 0;
   /** The epoch history this node had on disk at start (what it says in its hello while waiting). */
   private diskEpochs = new Map<number, { nodes: SdNode[]; time: bigint }>();
   /** While waiting for the last members after a restart: the newest epoch history any member reported. */
@@ -149,6 +157,10 @@ export class Sheep {
    * comes back with its own (command line) vnodes, as a restarted Sheepdog node does.
    */
   private readonly vnodeOverrides = new Map<string, number>();
+  /** Space re-announced by REWEIGHT, per member id: like vnodeOverrides, on top of the join-time sd_node. */
+  private readonly spaceOverrides = new Map<string, bigint>();
+  /** Removal of a recycled VID family's local objects, which peer creates of a reused vid wait for. */
+  vidGc: Promise<void> | null = null;
 
   constructor(readonly opts: SheepOptions) {
     this.env = opts.env ?? realEnv(opts.dir, { noSync: opts.noSync, logDir: opts.logDir, disks: opts.disks });
@@ -203,8 +215,7 @@ export class Sheep {
     }
     registerRecoveryNode(this);
     this.actors.provide(recoveryServices(this.actors));
-    const free = this.opts.gatewayOnly ? 0n : await this.store.freeBytes();
-    (this.self as { space: bigint }).space = this.opts.gatewayOnly ? 0n : free + (await this.store.usedBytes());
+    (this.self as { space: bigint }).space = this.opts.gatewayOnly ? 0n : (await this.capacity()).size;
     if (this.env.listen) this.server = await startServer(this.opts.port, this.opts.bind, {
       maxDataLength: () => Math.max(SD_INODE_SIZE, 2 ** this.maxBlockSizeShift()),
       handle: (req) => this.handle(req),
@@ -236,6 +247,11 @@ export class Sheep {
     if (this.stopped) return;
     this.log('info', `md: ${change.kind} ${change.paths.join(',')}: recovering objects at epoch ${this.epoch}`);
     if (this.status === ClusterStatus.OK) this.startRecovery();
+  }
+
+  /** This node's store capacity now (the capacity file is read only by a real node, not in the simulator). */
+  capacity(): Promise<Capacity> {
+    return measureCapacity(this.store, this.env.listen ? this.opts.dir : undefined);
   }
 
   /** Stops serving; `reason` goes to the log. */
@@ -492,6 +508,7 @@ export class Sheep {
     if (ev.type === 'leave') {
       this.peers.drop(ev.member.id); // fail its in-flight requests now: gateways retry
       this.vnodeOverrides.delete(ev.member.id);
+      this.spaceOverrides.delete(ev.member.id);
     }
     switch (ev.type) {
       case 'join':
@@ -556,6 +573,7 @@ export class Sheep {
       vdis: [...this.vdis.values()],
       waitBest: this.waitBest ? { epoch: this.waitBest.epoch, epochs: [...this.waitBest.epochs].map(([e, v]) => [e, v.nodes.map((n) => encodeSdNode(n)), v.time.toString()]) } : null,
       vnodes: [...this.vnodeOverrides],
+      spaces: [...this.spaceOverrides].map(([id, v]) => [id, v.toString()]),
     };
     this.opts.driver.notify(packr.pack({ op: 'state', origin: this.selfId, seq: 0, to, since, state } satisfies ClusterMsg));
   }
@@ -578,6 +596,8 @@ export class Sheep {
     for (const [e, nodes, t] of s.epochs) this.epochs.set(e, { nodes: nodes.map((n) => decodeSdNode(Buffer.from(n))), time: BigInt(t) });
     this.vnodeOverrides.clear();
     for (const [id, n] of s.vnodes) this.vnodeOverrides.set(id, n);
+    this.spaceOverrides.clear();
+    for (const [id, v] of s.spaces ?? []) this.spaceOverrides.set(id, BigInt(v));
     // Members stay as the driver reported them at our join: a waiting cluster's last epoch is not its
     // current membership.
     this.rebuildRing();
@@ -726,7 +746,9 @@ export class Sheep {
     this.recovery.beginEpoch(this.epoch);
     if (this.recoveryActorId) this.actors.tell({ kind: RECOVERY_KIND, id: this.recoveryActorId }, { type: 'CANCEL' });
     // A second job in one epoch (redundancy changed by alter-copy) gets its own address.
-    const id = this.recoveryActorEpoch === this.epoch ? `${this.selfId}/${this.epoch}-${++this.recoveryReruns}` : `${this.selfId}/${this.epoch}`;
+    // Epochs restart at 1 after a format: the format count keeps the address of a later job new.
+    const epochTag = this.formats > 0 ? `${this.epoch}f${this.formats}` : `${this.epoch}`;
+    const id = this.recoveryActorEpoch === this.epoch ? `${this.selfId}/${epochTag}-${++this.recoveryReruns}` : `${this.selfId}/${epochTag}`;
     this.recoveryActorEpoch = this.epoch;
     this.recoveryActorId = id;
     this.actors.spawn({ kind: RECOVERY_KIND, id }, { node: this.selfId, epoch: this.epoch, maxInFlight: this.recoveryMaxInFlight, paused: !this.recoveryEnabled });
@@ -807,6 +829,12 @@ export class Sheep {
   }
 
   rebuildRing(): void {
+    if (this.spaceOverrides.size > 0) {
+      this.members = this.members.map((n) => {
+        const space = this.spaceOverrides.get(`${n.nid.addr}:${n.nid.port}`);
+        return space === undefined || space === n.space ? n : { ...n, space };
+      });
+    }
     if (this.vnodeOverrides.size > 0) {
       this.members = this.members.map((n) => {
         const v = this.vnodeOverrides.get(`${n.nid.addr}:${n.nid.port}`);
@@ -855,6 +883,8 @@ export class Sheep {
         this.status = ClusterStatus.OK;
         this.epochs.clear();
         this.epoch = 0;
+        this.formats++;
+        this.recoveryActorEpoch = 0;
         this.rebuildRing(); // the format decides between auto and fixed vnodes
         await this.persistFormat();
         await this.newEpoch(false);
@@ -867,11 +897,14 @@ export class Sheep {
         result = this.vdis.get(msg.vdi.vid);
         break;
       }
-      case 'del_vdi':
+      case 'del_vdi': {
         this.deleted.set(msg.vid);
         result = await this.vdiAsk(msg.vid, { type: 'DELETED' });
-        this.clock.defer(() => void this.sweepDeletedData());
+        const family = this.format.flags & ClusterFlag.RECYCLE_VID ? deadFamily(this.vdis, msg.vid) : null;
+        if (family) await this.recycleVids(family);
+        else this.clock.defer(() => void this.sweepDeletedData());
         break;
+      }
       case 'lock':
         result = await this.vdiAsk(msg.vid, { type: 'LOCK', owner: msg.owner, shared: msg.shared });
         break;
@@ -928,6 +961,28 @@ export class Sheep {
         result = Res.SUCCESS;
         break;
       }
+      case 'reweight':
+        // Upstream cluster_reweight: each node re-measures its own disk and, if it changed by 1% or more,
+        // re-announces itself (update_node); that announcement is the ordered set_space below.
+        await this.reannounceSpace();
+        result = Res.SUCCESS;
+        break;
+      case 'set_space': {
+        const space = BigInt(msg.space);
+        if (!this.members.some((n) => `${n.nid.addr}:${n.nid.port}` === msg.node)) break; // left meanwhile
+        this.spaceOverrides.set(msg.node, space);
+        if (msg.node === this.selfId) (this.self as { space: bigint }).space = space;
+        const before = this.members.map((n) => n.nrVnodes).join(',');
+        this.rebuildRing();
+        this.log('info', `space of ${msg.node} is now ${space} bytes; vnodes ${before} -> ${this.members.map((n) => n.nrVnodes).join(',')}`);
+        if (msg.node === this.selfId && this.format.ctime !== 0n) await this.persistFormat();
+        // Only auto vnodes follow the space: a fixed-vnodes placement does not move.
+        if (before !== this.members.map((n) => n.nrVnodes).join(',') && this.format.ctime !== 0n && this.status === ClusterStatus.OK) {
+          await this.newEpoch();
+          this.startRecovery();
+        }
+        break;
+      }
       case 'shutdown':
         this.status = ClusterStatus.SHUTDOWN;
         await this.persistFormat();
@@ -939,6 +994,55 @@ export class Sheep {
       this.waiters.delete(msg.seq);
       w?.(result);
     }
+  }
+
+  /** REWEIGHT on this node: measure the store and announce the new space if it moved by 1% or more. */
+  private async reannounceSpace(): Promise<void> {
+    if (this.opts.gatewayOnly) return;
+    let size: bigint;
+    try {
+      size = (await this.capacity()).size;
+    } catch (err) {
+      this.log('error', `reweight: cannot measure the store: ${(err as Error).message}`);
+      return;
+    }
+    if (!spaceVaried(this.self.space, size)) return;
+    this.log('info', `reweight: space changed from ${this.self.space} to ${size} bytes`);
+    this.opts.driver.notify(packr.pack({ op: 'set_space', origin: this.selfId, seq: 0, node: this.selfId, space: size.toString() } satisfies ClusterMsg));
+  }
+
+  /**
+   * Upstream run_vid_gc: every member of the family is deleted, so its vids are free again. Removes the
+   * family's VDI state and local objects, then clears both bitmap bits; done inside the ordered apply so
+   * that no later NEW_VDI on this node can see the vids still taken.
+   */
+  private async recycleVids(family: number[]): Promise<void> {
+    const vids = new Set(family);
+    for (const vid of family) {
+      this.actors.stop({ kind: VDI_KIND, id: this.vdiActorId(vid) });
+      this.vdis.delete(vid);
+    }
+    const removal = (async () => {
+      if (this.opts.gatewayOnly) return;
+      for (const oid of await this.store.list()) {
+        if (!vids.has(oidToVid(oid))) continue;
+        this.recovery.forget(oid);
+        await this.store.remove(oid).catch(() => undefined);
+      }
+    })();
+    this.vidGc = removal;
+    try {
+      await removal;
+    } catch (err) {
+      this.log('warn', `recycling vids ${family.map((v) => v.toString(16)).join(' ')}: removing objects failed: ${(err as Error).message}`);
+    } finally {
+      if (this.vidGc === removal) this.vidGc = null;
+    }
+    for (const vid of family) {
+      this.inUse.unset(vid);
+      this.deleted.unset(vid);
+    }
+    this.log('info', `all members of the VDI family ${family.map((v) => v.toString(16)).join(' ')} are deleted: their vids are free`);
   }
 
   vdiActorId(vid: number): string {
