@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { SheepClient } from '../src/client/sheep-client.js';
 import { readVdi, writeVdi } from '../src/client/vdi-io.js';
-import { ClusterFlag, Op, Res } from '../src/proto/constants.js';
+import { ClusterFlag, Flag, Op, Res } from '../src/proto/constants.js';
 import { InodeOff } from '../src/proto/structs.js';
 import { vidToVdiOid } from '../src/proto/oid.js';
 import { NbdClient, infoRequest } from '../src/nbd/client.js';
@@ -364,10 +364,20 @@ test('VdiDevice speaks to the sheep as QEMU did: LOCK_VDI, one inode read, COW c
   assert.is(cow.cow, (BigInt(vid) << 32n) | 0n);
   assert.ok(sent.some((s) => s.opcode === Op.GET_VDI_INFO), 'reloaded the inode by name');
   assert.is.not(dev.vid, vid);
+  // Writes go out as writeback; a flush makes them durable with one cluster-wide FLUSH_VDI, and a flush
+  // with nothing written since sends nothing.
+  assert.ok(sent.filter((s) => s.opcode === Op.WRITE_OBJ || s.opcode === Op.CREATE_AND_WRITE_OBJ).every((s) => s.flags & Flag.WRITEBACK), 'writes are writeback');
+  sent.length = 0;
+  await dev.flush();
+  assert.equal(sent.map((s) => [s.opcode, s.flags]), [[Op.FLUSH_VDI, Flag.WRITEBACK]]);
+  sent.length = 0;
+  await dev.flush();
+  assert.equal(sent.length, 0);
+  await dev.write(8192, Buffer.alloc(4096, 11));
   sent.length = 0;
   await dev.close();
-  assert.equal(sent.map((s) => s.opcode), [Op.RELEASE_VDI]);
-  assert.is(sent[0]!.base, vid, 'RELEASE_VDI goes to the vid that LOCK_VDI locked');
+  assert.equal(sent.map((s) => s.opcode), [Op.FLUSH_VDI, Op.RELEASE_VDI], 'close flushes what was written');
+  assert.is(sent[1]!.base, vid, 'RELEASE_VDI goes to the vid that LOCK_VDI locked');
   // Nothing stays locked: both the snapshot and the new working VDI can be locked again.
   for (const snapid of [1, 0]) {
     const l = await c.request({ opcode: Op.LOCK_VDI, vdi: { snapid } }, Buffer.concat([nameBuf256('qemu-like'), Buffer.alloc(256)]));

@@ -117,6 +117,33 @@ test('data with copies 3 and copies 2 is byte-identical on exactly the placement
   assert.equal(holders(oid), await expectedHolders(oid, 2));
 }));
 
+test('writeback writes (the NBD path) land on every replica; FLUSH_VDI with the writeback flag flushes every node', T(async () => {
+  const wb = await createVdi(c, 'writeback', 16n << 20n);
+  assert.is(wb.result, Res.SUCCESS);
+  const oid = vidToDataOid(wb.vid, 0);
+  const data = Buffer.alloc(8192, 0x3c);
+  assert.is((await c.request({ opcode: Op.CREATE_AND_WRITE_OBJ, flags: Flag.WRITEBACK, obj: { oid, offset: 4096 } }, data)).result, Res.SUCCESS);
+  assert.is((await c.request({ opcode: Op.WRITE_OBJ, flags: Flag.WRITEBACK, obj: { oid, offset: 0 } }, Buffer.alloc(4096, 0x11))).result, Res.SUCCESS);
+  const where = holders(oid);
+  assert.equal(where, await expectedHolders(oid, 3));
+  for (const i of where) {
+    const f = readFileSync(join(cluster.nodes[i]!.dir, 'obj', oidToHex(oid)));
+    assert.ok(f.subarray(0, 4096).equals(Buffer.alloc(4096, 0x11)) && f.subarray(4096, 12288).equals(data), `replica on node ${i}`);
+  }
+  assert.is((await c.request({ opcode: Op.FLUSH_VDI, flags: Flag.WRITEBACK })).result, Res.SUCCESS);
+  // old QEMU's FLUSH_VDI (no writeback flag) is still refused, so it keeps sending durable writes
+  assert.is((await c.request({ opcode: Op.FLUSH_VDI })).result, Res.INVALID_PARMS);
+  // every node answers the peer flush
+  for (const n of cluster.nodes) {
+    const pc = await SheepClient.connect('127.0.0.1', n.port);
+    try {
+      assert.is((await pc.request({ opcode: Op.FLUSH_PEER })).result, Res.SUCCESS);
+    } finally {
+      pc.close();
+    }
+  }
+}));
+
 test('per-node ops: EXIST, GET_OBJ_LIST, GET_HASH, STAT_SHEEP', T(async () => {
   const oid = vidToDataOid(0x7c2b25, 0);
   const node = holders(oid)[0]!;
@@ -196,6 +223,7 @@ test('reclaim: deleting every VDI and snapshot leaves no data object on any node
   assert.is(await deleteVdi(c, 'test', 0x7c2b26, nameBuf('test')), Res.SUCCESS);
   assert.is(await deleteVdi(c, 'clone', (await vdiInfo(c, 'clone')).vid, nameBuf('clone')), Res.SUCCESS);
   assert.is(await deleteVdi(c, 'two', (await vdiInfo(c, 'two')).vid, nameBuf('two')), Res.SUCCESS);
+  assert.is(await deleteVdi(c, 'writeback', (await vdiInfo(c, 'writeback')).vid, nameBuf('writeback')), Res.SUCCESS);
   assert.ok(dataObjects().length > 0, 'snapshot objects remain');
   assert.is(await deleteVdi(c, 'test', 0x7c2b25, nameBuf('test'), 1), Res.SUCCESS);
   assert.equal(dataObjects(), []);

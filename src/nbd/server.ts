@@ -622,7 +622,9 @@ class NbdConnection {
       }
       case Cmd.WRITE:
         if (req.length > 0) await dev.write(req.offset, payload!);
-        // FUA: every object write is on all replicas (fdatasync'ed) before the sheep answers.
+        // FUA: durable on every replica before the reply (a cluster flush after the write, as nbdkit's file
+        // plugin fdatasyncs after a FUA write).
+        if (req.flags & CmdFlag.FUA) await dev.commit();
         this.replyOk(req);
         return;
       case Cmd.FLUSH:
@@ -631,10 +633,12 @@ class NbdConnection {
         return;
       case Cmd.TRIM:
         if (req.length > 0) await dev.zero(req.offset, req.length, true);
+        if (req.flags & CmdFlag.FUA) await dev.commit();
         this.replyOk(req);
         return;
       case Cmd.WRITE_ZEROES:
         if (req.length > 0) await dev.zero(req.offset, req.length, (req.flags & CmdFlag.NO_HOLE) === 0);
+        if (req.flags & CmdFlag.FUA) await dev.commit();
         this.replyOk(req);
         return;
       case Cmd.BLOCK_STATUS: {

@@ -177,6 +177,12 @@ export class VdiDevice {
   private readonly locks = new Map<number, Promise<void>>();
   /** writes, trims and zeroes in flight (any connection): FLUSH waits for these */
   private readonly inflight = new Set<Promise<void>>();
+  /**
+   * Writes go out with Flag.WRITEBACK: the replicas may keep them in their page cache until FLUSH, as a
+   * disk with a volatile write cache (NBD_FLAG_SEND_FLUSH) may. `unflushed`: some were sent since the
+   * last cluster flush.
+   */
+  private unflushed = false;
   private zeroBuf: Buffer | null = null;
   private closed = false;
   readonly stats = { reads: 0, writes: 0, creates: 0, cows: 0, indexWrites: 0, reloads: 0 };
@@ -455,7 +461,8 @@ export class VdiDevice {
         const b = Buffer.alloc(4 * (end - start));
         for (let i = start; i < end; i++) b.writeUInt32LE(typeof value === 'number' ? value : value(i), 4 * (i - start));
         this.stats.indexWrites++;
-        const r = await this.t.request({ opcode: Op.WRITE_OBJ, obj: { oid: vidToVdiOid(vid), offset: SD_INODE_DATA_VDI_ID_OFFSET + 4 * start, copies: this.header.nrCopies } }, b);
+        this.unflushed = true;
+        const r = await this.t.request({ opcode: Op.WRITE_OBJ, flags: Flag.WRITEBACK, obj: { oid: vidToVdiOid(vid), offset: SD_INODE_DATA_VDI_ID_OFFSET + 4 * start, copies: this.header.nrCopies } }, b);
         if (r.result !== Res.SUCCESS) fail(r.result, `updating index entries ${start}..${end - 1} of ${vid.toString(16)}`);
       }),
     );
@@ -498,7 +505,8 @@ export class VdiDevice {
   }
 
   private async writeObj(vid: number, p: Piece, data: Buffer): Promise<number> {
-    const r = await this.t.request({ opcode: Op.WRITE_OBJ, obj: { oid: vidToDataOid(vid, p.idx), offset: p.inObj, copies: this.header.nrCopies } }, data);
+    this.unflushed = true;
+    const r = await this.t.request({ opcode: Op.WRITE_OBJ, flags: Flag.WRITEBACK, obj: { oid: vidToDataOid(vid, p.idx), offset: p.inObj, copies: this.header.nrCopies } }, data);
     return r.result;
   }
 
@@ -523,10 +531,11 @@ export class VdiDevice {
             const cow = owner !== 0;
             if (cow) this.stats.cows++;
             else this.stats.creates++;
+            this.unflushed = true;
             const rsp = await this.t.request(
               {
                 opcode: Op.CREATE_AND_WRITE_OBJ,
-                flags: cow ? Flag.CMD_COW : 0,
+                flags: Flag.WRITEBACK | (cow ? Flag.CMD_COW : 0),
                 obj: { oid, cowOid: cow ? vidToDataOid(owner, p.idx) : 0n, offset: p.inObj, copies: this.header.nrCopies },
               },
               dataOf(p),
@@ -565,10 +574,24 @@ export class VdiDevice {
 
   // ---- flush / status / close ---------------------------------------------------------------------
 
-  /** Completes once every write, trim and zero begun before it (on any connection) has completed. */
+  /**
+   * Completes once every write, trim and zero begun before it (on any connection) has completed and is
+   * durable on every replica.
+   */
   async flush(): Promise<void> {
-    if (this.inflight.size === 0) return;
-    await Promise.all([...this.inflight]);
+    if (this.inflight.size > 0) await Promise.all([...this.inflight]);
+    await this.commit();
+  }
+
+  /** Makes every completed write durable (FUA, or the end of a flush): one cluster-wide flush. */
+  async commit(): Promise<void> {
+    if (!this.unflushed) return;
+    this.unflushed = false;
+    const r = await this.t.request({ opcode: Op.FLUSH_VDI, flags: Flag.WRITEBACK });
+    if (r.result !== Res.SUCCESS) {
+      this.unflushed = true;
+      fail(r.result, `flushing ${this.exportName}`);
+    }
   }
 
   /** base:allocation extents for [offset, offset+length): unallocated objects are HOLE|ZERO. */

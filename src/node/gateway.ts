@@ -1,7 +1,7 @@
 // Gateway I/O: routes object requests to the replicas the placement picks. Writes go to every replica in
 // parallel and succeed only when all do; reads prefer the local copy, then the others in ring order.
 // Peer requests carry the epoch; a peer at another epoch answers OLD/NEW_NODE_VER and we retry.
-import { ClusterFlag, Op, Res, SD_INODE_DATA_VDI_ID_OFFSET } from '../proto/constants.js';
+import { ClusterFlag, Flag, Op, Res, SD_INODE_DATA_VDI_ID_OFFSET } from '../proto/constants.js';
 import { isDataObj, isVdiObj, oidToVid, vidToDataOid, vidToVdiOid } from '../proto/oid.js';
 import type { SdNode } from '../proto/structs.js';
 import { StoreError } from '../store/object-store.js';
@@ -94,8 +94,11 @@ export async function gatewayRead(sheep: Sheep, oid: bigint, offset: number, len
   });
 }
 
-/** Writes (or creates) an object on every replica; all must succeed. */
-export async function gatewayWrite(sheep: Sheep, oid: bigint, data: Uint8Array, offset: number, create: boolean, copies = 0): Promise<void> {
+/**
+ * Writes (or creates) an object on every replica; all must succeed. With `writeback` the replicas may keep
+ * the data in their page cache until gatewayFlush (an NBD write without FUA).
+ */
+export async function gatewayWrite(sheep: Sheep, oid: bigint, data: Uint8Array, offset: number, create: boolean, copies = 0, writeback = false): Promise<void> {
   const size = sheep.objectSizeOf(oid);
   if (offset + data.length > size) throw new SheepError(Res.INVALID_PARMS);
   await withEpochRetry(sheep, `write ${oid.toString(16)}`, async () => {
@@ -112,17 +115,17 @@ export async function gatewayWrite(sheep: Sheep, oid: bigint, data: Uint8Array, 
           try {
             if (create) {
               await sheep.recovery.supersede(oid);
-              await sheep.store.create(oid, size, data, offset);
+              await sheep.store.create(oid, size, data, offset, { writeback });
             } else {
               await sheep.recovery.waitFor(oid);
-              await sheep.store.write(oid, data, offset);
+              await sheep.store.write(oid, data, offset, { writeback });
             }
             return Res.SUCCESS;
           } catch (err) {
             return storeResult(err);
           }
         }
-        const rsp = await peerRequest(sheep, node, { opcode: create ? Op.CREATE_AND_WRITE_PEER : Op.WRITE_PEER, obj: { oid, offset, copies } }, data);
+        const rsp = await peerRequest(sheep, node, { opcode: create ? Op.CREATE_AND_WRITE_PEER : Op.WRITE_PEER, flags: writeback ? Flag.WRITEBACK : 0, obj: { oid, offset, copies } }, data);
         if (typeof rsp !== 'number' && rsp.epoch > epoch) moved = true;
         return typeof rsp === 'number' ? rsp : rsp.result;
       }),
@@ -145,6 +148,36 @@ export async function gatewayWrite(sheep: Sheep, oid: bigint, data: Uint8Array, 
       sheep.log('debug', `write ${oid.toString(16)}: ${replicas.map((n, i) => `${n.nid.addr}:${n.nid.port}=0x${results[i]!.toString(16)}`).join(' ')}`);
       throw new SheepError(bad);
     }
+    return undefined;
+  });
+}
+
+/**
+ * Makes every writeback write acknowledged so far durable on every node that may hold one: all members
+ * flush (FLUSH_PEER). A member lost meanwhile is replaced by recovery from the others, which are flushed
+ * (recovered copies are written durably), so the flush retries through membership changes like a write.
+ */
+export async function gatewayFlush(sheep: Sheep): Promise<void> {
+  await withEpochRetry(sheep, 'flush', async () => {
+    const epoch = sheep.epoch;
+    const results = await Promise.all(
+      sheep.members.map(async (node) => {
+        if (sheep.isSelf(node)) {
+          try {
+            await sheep.store.flush();
+            return Res.SUCCESS;
+          } catch (err) {
+            return storeResult(err);
+          }
+        }
+        const rsp = await peerRequest(sheep, node, { opcode: Op.FLUSH_PEER });
+        return typeof rsp === 'number' ? rsp : rsp.result;
+      }),
+    );
+    const transient = results.find(isTransient);
+    if (transient !== undefined || sheep.epoch !== epoch) return { retry: transient ?? Res.NEW_NODE_VER };
+    const bad = results.find((r) => r !== Res.SUCCESS);
+    if (bad !== undefined) throw new SheepError(bad);
     return undefined;
   });
 }

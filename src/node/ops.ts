@@ -24,7 +24,7 @@ import { readClusterReq, readVdiReq, readVdiStateReq, type RspInit } from '../pr
 import { dataOidIndex, isDataObj, isVdiObj, oidToVid, vidToAttrOid, vidToVdiOid } from '../proto/oid.js';
 import { encodeVdiState, VdiAttrOff, encodeRecoveryThrottling, decodeRecoveryThrottling, encodeClusterInfo, encodeEpochLog, encodeRecoveryState, encodeSdNodes, encodeInodeHeader, decodeInodeHeader, InodeOff, readCString, epochLogSize } from '../proto/structs.js';
 import { hashVdiName, vdiAttrIdFromStruct, vdiAttrVid } from '../placement/vdi-id.js';
-import { gatewayRead, gatewayRemove, gatewayWrite, reclaimAfterIndexWrite, touchesIndex } from './gateway.js';
+import { gatewayFlush, gatewayRead, gatewayRemove, gatewayWrite, reclaimAfterIndexWrite, touchesIndex } from './gateway.js';
 import { SheepError, type Sheep } from './sheep.js';
 import type { IncomingRequest, Reply } from './server.js';
 import { StoreError } from '../store/object-store.js';
@@ -107,7 +107,7 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
         const lastIndex = Math.ceil((end - SD_INODE_DATA_VDI_ID_OFFSET) / 4);
         before = await gatewayRead(sheep, o.oid, SD_INODE_DATA_VDI_ID_OFFSET + 4 * firstIndex, 4 * (lastIndex - firstIndex), o.copies);
       }
-      await gatewayWrite(sheep, o.oid, data, offset, create, o.copies);
+      await gatewayWrite(sheep, o.oid, data, offset, create, o.copies, (req.flags & Flag.WRITEBACK) !== 0);
       // Only entries that pointed somewhere can release an object: filling empty ones (every first write
       // of an object) needs no reclaim pass.
       if (before && before.some((b) => b !== 0)) await reclaimAfterIndexWrite(sheep, o.oid, before, firstIndex);
@@ -141,8 +141,15 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
       return rsp({ result: ok });
     }
     case Op.FLUSH_VDI:
-      // FLUSH_VDI is obsolete upstream too: INVALID_PARMS makes QEMU stop sending it.
-      return rsp({ result: Res.INVALID_PARMS });
+      // FLUSH_VDI is obsolete upstream too: INVALID_PARMS makes QEMU stop sending it. Only our own NBD
+      // front end, which writes back, flushes (with Flag.WRITEBACK).
+      if (!(req.flags & Flag.WRITEBACK)) return rsp({ result: Res.INVALID_PARMS });
+      await gatewayFlush(sheep);
+      return rsp({ result: ok });
+    case Op.FLUSH_PEER:
+      if (sheep.opts.gatewayOnly) return rsp({ result: ok });
+      await sheep.store.flush();
+      return rsp({ result: ok });
 
     // ---- peer ----
     case Op.CREATE_AND_WRITE_PEER:
@@ -181,11 +188,11 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
       } else if (req.opcode === Op.CREATE_AND_WRITE_PEER) {
         if (sheep.vidGc) await sheep.vidGc; // a reused vid: its old family's objects go first
         await sheep.recovery.supersede(o.oid);
-        await sheep.store.create(o.oid, sheep.objectSizeOf(o.oid), req.data, o.offset);
+        await sheep.store.create(o.oid, sheep.objectSizeOf(o.oid), req.data, o.offset, { writeback: (req.flags & Flag.WRITEBACK) !== 0 });
       } else {
         await sheep.recovery.waitFor(o.oid);
         if (req.epoch !== sheep.epoch) return rsp({ result: Res.OLD_NODE_VER }); // moved on while waiting
-        await sheep.store.write(o.oid, req.data, o.offset).catch((err) => {
+        await sheep.store.write(o.oid, req.data, o.offset, { writeback: (req.flags & Flag.WRITEBACK) !== 0 }).catch((err) => {
           if (err instanceof StoreError && err.code === 'NO_OBJ') sheep.log('debug', `peer write of ${o.oid.toString(16)}: no object (${sheep.recovery.describe(o.oid)})`);
           throw err;
         });

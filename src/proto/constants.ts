@@ -256,6 +256,13 @@ export const Flag = {
   CMD_EXCL: 0x200,
   /** GET_VDI_ATTR: delete */
   CMD_DEL: 0x400,
+  /**
+   * sheep-actors extension, never sent by Sheepdog's clients: on a write, the data may stay in the page
+   * cache until a flush (FLUSH_VDI with this flag, forwarded as FLUSH_PEER). The NBD front end sets it on
+   * writes without FUA. Sheepdog's own CMD_CACHE cannot mean this: old QEMU sets it on every write and
+   * expects durability, since its FLUSH_VDI is refused.
+   */
+  WRITEBACK: 0x800,
 } as const;
 
 // ---------------------------------------------------------------------------------------------

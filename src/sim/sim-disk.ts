@@ -139,6 +139,11 @@ class SimStore implements Store {
     });
   }
 
+  /** The simulated disk has no volatile cache: every write is durable when it completes. */
+  flush(): Promise<void> {
+    return this.op('flush', () => undefined);
+  }
+
   write(oid: bigint, data: Uint8Array, offset: number): Promise<void> {
     const bytes = Buffer.from(data); // not trimmed: zeros written over data are data
     return this.op('write', () => {

@@ -9,7 +9,7 @@ import { join, resolve, sep } from 'node:path';
 import { MD_MAX_DISK } from '../proto/constants.js';
 import { buildMdRing, diskIndexOf, type MdRing } from './md-ring.js';
 import { ObjectStore, StoreError, oidHex } from './object-store.js';
-import type { Store } from './store.js';
+import type { Store, WriteOptions } from './store.js';
 
 /**
  * Where the space recorded at a disk's first use is kept (bytes, decimal). Sheepdog keeps it in the
@@ -348,17 +348,22 @@ export class MultiDiskStore implements Store {
     return this.disks.length > 1 && this.bringHome(oid);
   }
 
-  async create(oid: bigint, objectSize: number, data: Uint8Array, offset: number): Promise<void> {
+  async create(oid: bigint, objectSize: number, data: Uint8Array, offset: number, opts?: WriteOptions): Promise<void> {
     await this.use(oid, async () => {
       const home = this.home(oid);
-      await home.store.create(oid, objectSize, data, offset);
+      await home.store.create(oid, objectSize, data, offset, opts);
       // A copy a previous disk set left elsewhere is now outdated: it must never be found again.
       for (const d of this.disks) if (d !== home) await d.store.remove(oid).catch((err) => ignoreNoObj(err));
     });
   }
 
-  write(oid: bigint, data: Uint8Array, offset: number): Promise<void> {
-    return this.onHome(oid, (s) => s.write(oid, data, offset));
+  write(oid: bigint, data: Uint8Array, offset: number, opts?: WriteOptions): Promise<void> {
+    return this.onHome(oid, (s) => s.write(oid, data, offset, opts));
+  }
+
+  /** Every disk's writeback writes (an object moved between disks since is durable on arrival). */
+  async flush(): Promise<void> {
+    await Promise.all(this.disks.map((d) => d.store.flush()));
   }
 
   read(oid: bigint, offset: number, length: number, into?: Buffer): Promise<Buffer> {

@@ -3,8 +3,8 @@
 // temporary file, synced and renamed into place, so a crash never leaves a torn object under its real name.
 // Writes are durable before the reply (unless the node runs with -n): files are opened O_DSYNC, so one
 // pwrite is one trip through libuv's thread pool instead of a write and an fdatasync.
-import type { Store } from './store.js';
-import { constants as fsc, promises as fsp, close, fsync, open, read, write, ftruncate } from 'node:fs';
+import type { Store, WriteOptions } from './store.js';
+import { constants as fsc, promises as fsp, close, fdatasync, fsync, open, read, write, ftruncate } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { isAttrObj, isVdiObj, isVmstateObj } from '../proto/oid.js';
 
@@ -38,6 +38,7 @@ const p = {
   write: (fd: number, buf: Uint8Array, off: number, len: number, pos: number) =>
     new Promise<number>((res, rej) => write(fd, buf, off, len, pos, (e, n) => (e ? rej(e) : res(n)))),
   fsync: (fd: number) => new Promise<void>((res, rej) => fsync(fd, (e) => (e ? rej(e) : res()))),
+  fdatasync: (fd: number) => new Promise<void>((res, rej) => fdatasync(fd, (e) => (e ? rej(e) : res()))),
   ftruncate: (fd: number, len: number) => new Promise<void>((res, rej) => ftruncate(fd, len, (e) => (e ? rej(e) : res()))),
 };
 
@@ -108,7 +109,7 @@ class FdCache {
 }
 
 /** The operations that fail while EIO is injected and report disk failures (every one but init and close). */
-const EIO_GUARDED = ['exists', 'create', 'write', 'read', 'size', 'remove', 'moveToStale', 'readStale', 'listStale', 'list', 'wipe', 'usedBytes', 'freeBytes'] as const;
+const EIO_GUARDED = ['exists', 'create', 'write', 'flush', 'read', 'size', 'remove', 'moveToStale', 'readStale', 'listStale', 'list', 'wipe', 'usedBytes', 'freeBytes'] as const;
 /** Errors that mean the disk itself is failing (not EMFILE, EACCES...: those are not a reason to leave). */
 const DISK_FAILURE_CODES = new Set(['EIO', 'EROFS', 'ENXIO', 'ENODEV']);
 
@@ -124,6 +125,11 @@ export class ObjectStore implements Store {
   readonly objDir: string;
   readonly staleDir: string;
   private readonly fds: FdCache;
+  /** Descriptors without O_DSYNC, for writeback writes (made durable by flush). */
+  private readonly cachedFds: FdCache;
+  /** Objects and directories with writeback writes not yet flushed. */
+  private dirtyFiles = new Set<string>();
+  private dirtyDirs = new Set<string>();
   private tmpSeq = 0;
   private dirFd: number | undefined;
   /** Called when an operation fails because the disk does (EIO, EROFS..., or injected): the sheep leaves the cluster. */
@@ -137,6 +143,7 @@ export class ObjectStore implements Store {
     this.objDir = opts.objDir ?? join(baseDir, 'obj');
     this.staleDir = join(this.objDir, '.stale');
     this.fds = new FdCache(opts.fdCacheSize ?? 512, fsc.O_RDWR | (opts.noSync ? 0 : fsc.O_DSYNC));
+    this.cachedFds = opts.noSync ? this.fds : new FdCache(opts.fdCacheSize ?? 512, fsc.O_RDWR);
     for (const name of EIO_GUARDED) this.guardEio(name);
   }
 
@@ -246,21 +253,26 @@ export class ObjectStore implements Store {
    * Creates an object of `objectSize` bytes (sparse) holding `data` at `offset`. If it already exists it is
    * replaced atomically. Durable before returning unless noSync.
    */
-  async create(oid: bigint, objectSize: number, data: Uint8Array, offset: number): Promise<void> {
+  async create(oid: bigint, objectSize: number, data: Uint8Array, offset: number, opts: WriteOptions = {}): Promise<void> {
     if (offset + data.length > objectSize) throw new StoreError('INVALID', `write of ${data.length} at ${offset} exceeds object size ${objectSize}`);
     const final = this.path(oid);
     const tmp = `${final}.tmp${this.tmpSeq++}`;
+    const sync = !this.opts.noSync && !opts.writeback;
     let fd: number | undefined;
     try {
       const dir = await this.prepareDir(final);
-      fd = await p.open(tmp, fsc.O_RDWR | fsc.O_CREAT | fsc.O_TRUNC | (this.opts.noSync ? 0 : fsc.O_DSYNC));
+      fd = await p.open(tmp, fsc.O_RDWR | fsc.O_CREAT | fsc.O_TRUNC | (sync ? fsc.O_DSYNC : 0));
       await p.ftruncate(fd, objectSize);
       await this.writeAll(fd, data, offset);
       await p.close(fd);
       fd = undefined;
-      await this.fds.drop(final);
+      await this.dropFds(final);
       await fsp.rename(tmp, final);
-      await this.syncDir(dir);
+      if (sync) await this.syncDir(dir);
+      else if (!this.opts.noSync) {
+        this.dirtyFiles.add(final);
+        this.dirtyDirs.add(dir);
+      }
     } catch (err) {
       if (fd !== undefined) await p.close(fd).catch(() => undefined);
       await fsp.rm(tmp, { force: true }).catch(() => undefined);
@@ -269,21 +281,63 @@ export class ObjectStore implements Store {
   }
 
   /** Overwrites part of an existing object. NO_OBJ if absent. */
-  async write(oid: bigint, data: Uint8Array, offset: number): Promise<void> {
+  async write(oid: bigint, data: Uint8Array, offset: number, opts: WriteOptions = {}): Promise<void> {
     const path = this.path(oid);
+    const fds = opts.writeback ? this.cachedFds : this.fds;
     let fd: number;
     try {
-      fd = await this.fds.acquire(path);
+      fd = await fds.acquire(path);
     } catch (err) {
       throw mapFsError(err, `write ${oidHex(oid)}`);
     }
     try {
       await this.writeAll(fd, data, offset);
+      if (opts.writeback && !this.opts.noSync) this.dirtyFiles.add(path);
     } catch (err) {
       throw mapFsError(err, `write ${oidHex(oid)}`);
     } finally {
-      this.fds.release(path);
+      fds.release(path);
     }
+  }
+
+  /**
+   * fdatasync of every object written back since the last flush, then of the directories new ones went
+   * to. Objects removed or set aside meanwhile are skipped: their data is no longer the object's.
+   */
+  async flush(): Promise<void> {
+    const files = [...this.dirtyFiles];
+    const dirs = [...this.dirtyDirs];
+    this.dirtyFiles = new Set();
+    this.dirtyDirs = new Set();
+    try {
+      await Promise.all(
+        files.map(async (path) => {
+          let fd: number;
+          try {
+            fd = await this.cachedFds.acquire(path);
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException)?.code === 'ENOENT') return;
+            throw err;
+          }
+          try {
+            await p.fdatasync(fd);
+          } finally {
+            this.cachedFds.release(path);
+          }
+        }),
+      );
+      for (const dir of dirs) await this.syncDir(dir);
+    } catch (err) {
+      // Still not durable: the next flush tries again.
+      for (const f of files) this.dirtyFiles.add(f);
+      for (const d of dirs) this.dirtyDirs.add(d);
+      throw mapFsError(err, 'flush');
+    }
+  }
+
+  private async dropFds(path: string): Promise<void> {
+    await this.fds.drop(path);
+    if (this.cachedFds !== this.fds) await this.cachedFds.drop(path);
   }
 
   /** Reads `length` bytes at `offset` into `into` (or a new buffer). Bytes past the file's end read as zeros. */
@@ -322,7 +376,7 @@ export class ObjectStore implements Store {
 
   async remove(oid: bigint): Promise<void> {
     const path = this.path(oid);
-    await this.fds.drop(path);
+    await this.dropFds(path);
     try {
       await fsp.unlink(path);
     } catch (err) {
@@ -333,7 +387,7 @@ export class ObjectStore implements Store {
   /** Moves a copy this node no longer owns aside, as Sheepdog does, instead of deleting it. */
   async moveToStale(oid: bigint, epoch: number): Promise<void> {
     const path = this.path(oid);
-    await this.fds.drop(path);
+    await this.dropFds(path);
     try {
       await fsp.rename(path, join(this.staleDir, `${oidHex(oid)}.${epoch}`));
     } catch (err) {
@@ -385,6 +439,7 @@ export class ObjectStore implements Store {
   /** Removes every object and stale copy (cluster format). */
   async wipe(): Promise<void> {
     await this.fds.closeAll();
+    if (this.cachedFds !== this.fds) await this.cachedFds.closeAll();
     for (const name of await fsp.readdir(this.objDir)) {
       await fsp.rm(join(this.objDir, name), { recursive: true, force: true });
     }
@@ -413,6 +468,7 @@ export class ObjectStore implements Store {
 
   async close(): Promise<void> {
     await this.fds.closeAll();
+    if (this.cachedFds !== this.fds) await this.cachedFds.closeAll();
     if (this.dirFd !== undefined) await p.close(this.dirFd).catch(() => undefined);
     this.dirFd = undefined;
   }

@@ -2,6 +2,14 @@
 // swaps in an in-memory disk with injected faults. Errors are StoreErrors (NO_OBJ, NO_SPACE, EIO...).
 import type { StoreError } from './object-store.js';
 
+export interface WriteOptions {
+  /**
+   * The write may stay in the page cache until the next flush(), like a disk's volatile write cache
+   * (NBD writes without FUA). Default: durable (fdatasync'ed) before the call returns.
+   */
+  readonly writeback?: boolean;
+}
+
 export interface Store {
   /** Called when an operation fails because the disk does: the sheep leaves the cluster. */
   onEio: ((err: StoreError) => void) | null;
@@ -9,9 +17,11 @@ export interface Store {
   setLayout(layout: string): void;
   exists(oid: bigint): Promise<boolean>;
   /** Creates (or atomically replaces) an object of `objectSize` bytes holding `data` at `offset`. */
-  create(oid: bigint, objectSize: number, data: Uint8Array, offset: number): Promise<void>;
+  create(oid: bigint, objectSize: number, data: Uint8Array, offset: number, opts?: WriteOptions): Promise<void>;
   /** Overwrites part of an existing object; NO_OBJ if absent. */
-  write(oid: bigint, data: Uint8Array, offset: number): Promise<void>;
+  write(oid: bigint, data: Uint8Array, offset: number, opts?: WriteOptions): Promise<void>;
+  /** Makes every writeback write acknowledged so far durable (NBD FLUSH). */
+  flush(): Promise<void>;
   /** Bytes past the object's end read as zeros. */
   read(oid: bigint, offset: number, length: number, into?: Buffer): Promise<Buffer>;
   size(oid: bigint): Promise<number>;
