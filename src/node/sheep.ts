@@ -7,7 +7,7 @@ import { Packr } from 'msgpackr';
 import { ActorSystem } from '../runtime/system.js';
 import { HashPool } from '../runtime/hash-pool.js';
 import type { ClusterDriver, ClusterEvent, Member } from '../cluster/driver.js';
-import { ClusterFlag, ClusterStatus, Flag, isForceOp, Op, Res, SD_DEFAULT_BLOCK_SIZE_SHIFT, SD_INODE_HEADER_SIZE, SD_INODE_SIZE, SD_PROTO_VER, SD_SHEEP_PROTO_VER } from '../proto/constants.js';
+import { ClusterFlag, ClusterStatus, Flag, isForceOp, Op, Res, SD_DEFAULT_BLOCK_SIZE_SHIFT, SD_INODE_DATA_VDI_ID_OFFSET, SD_INODE_HEADER_SIZE, SD_INODE_SIZE, SD_PROTO_VER, SD_SHEEP_PROTO_VER } from '../proto/constants.js';
 import { decodeReqHeader, decodeResponse, encodeRequest, encodeResponse, readObjReq, type ReqInit, type RspInit } from '../proto/header.js';
 import type { SheepResponse } from '../client/sheep-client.js';
 import { decodeSdNode, encodeSdNode, sortNodes, type SdNode } from '../proto/structs.js';
@@ -781,6 +781,10 @@ export class Sheep {
     if (this.stopped || this.opts.gatewayOnly) return;
     try {
       for (const oid of await this.store.list()) {
+        if (isVdiObj(oid) && this.deleted.test(oidToVid(oid))) {
+          await this.wipeDeletedInodeHeader(oid);
+          continue;
+        }
         if (!isDataObj(oid) || !this.deleted.test(oidToVid(oid))) continue;
         if (await this.isOrphan(oid)) {
           this.recovery.forget(oid); // not awaiting a pull that may be retrying: it stops by itself
@@ -791,6 +795,22 @@ export class Sheep {
     } catch (err) {
       this.log('warn', `sweeping deleted VDI data failed: ${(err as Error).message}`);
     }
+  }
+
+  /**
+   * The local copy of a deleted VDI's inode gets the wiped header DEL_VDI writes once its index is empty,
+   * as every node applies the delete. The gateway's own wipe can stop part-way (its node dies) and the
+   * client's retry then finds no VDI by that name to delete again: the replicas would disagree on whether
+   * the name still exists (found by the simulator, seed 63).
+   */
+  private async wipeDeletedInodeHeader(oid: bigint): Promise<void> {
+    if (this.recovery.isSuspect(oid) || this.recovery.isPending(oid)) return;
+    const name = await this.store.read(oid, 0, 1);
+    if (name[0] === 0) return;
+    const index = await this.store.read(oid, SD_INODE_DATA_VDI_ID_OFFSET, 4 * 2 ** 20);
+    if (index.some((b) => b !== 0)) return;
+    await this.store.write(oid, Buffer.alloc(SD_INODE_HEADER_SIZE), 0);
+    this.log('debug', `wiped the header of deleted ${oid.toString(16)}`);
   }
 
   private hasLiveDescendant(vid: number): boolean {
