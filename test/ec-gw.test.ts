@@ -68,11 +68,14 @@ const live = () => cluster.nodes.filter((n) => n.child.exitCode === null && n.ch
 
 /** Every data object of `v`: strip files exactly on the placement's nodes, decoding to the model. */
 async function checkLayout(v: EcVdi, what: string): Promise<void> {
+  for (let idx = 0; idx < VDI_SIZE / OBJ; idx++) await checkObject(v, vidToDataOid(v.vid, idx), v.model.subarray(idx * OBJ, (idx + 1) * OBJ), what);
+}
+
+async function checkObject(v: { name: string; d: number; p: number }, oid: bigint, want: Buffer, what: string): Promise<void> {
   const nodes = await nodeList(c);
   const ring = buildVnodeRing(nodes.map(toRingNode));
   const codec = createCodec(v.d, v.p);
-  for (let idx = 0; idx < VDI_SIZE / OBJ; idx++) {
-    const oid = vidToDataOid(v.vid, idx);
+  {
     const hex = oidToHex(oid);
     const place = placeObject(ring, oid, v.d + v.p).map((i) => nodes[i]!.nid.port - cluster.basePort);
     const found = new Map<number, number[]>();
@@ -89,7 +92,6 @@ async function checkLayout(v: EcVdi, what: string): Promise<void> {
       assert.is(strips[i]!.length, OBJ / v.d, 'strip file is object size / d');
     });
     assert.is(found.size, place.length, `${v.name} ${hex}: strips only on the placement (${what})`);
-    const want = v.model.subarray(idx * OBJ, (idx + 1) * OBJ);
     assert.ok(Buffer.from(joinStripes(strips.slice(0, v.d), v.d)).equals(want), `${v.name} ${hex}: data strips are the data`);
     // With fewer zones than d+p the last parity strips have no holder; those present must be exact.
     const enc = codec.encodeObject(want);
@@ -144,6 +146,30 @@ test('aligned, unaligned and object-spanning writes read back; strips on disk ar
     await write(v, 100, 2, 6); // two bytes in an existing object
     await checkReads(v, 'healthy');
     await checkLayout(v, 'healthy');
+  }
+}));
+
+test('copy-on-write from a snapshot of a 2:1 VDI', T(async () => {
+  let r = await runDog(['vdi', 'create', '-c', '2:1', 'cow21', '8M', '-p', port()]);
+  assert.is(r.code, 0, r.err);
+  const base = (await vdiInfo(c, 'cow21')).vid;
+  const before = pattern(OBJ, 11);
+  await writeVdi(c, base, 0, before);
+  r = await runDog(['vdi', 'snapshot', '-s', 'snap', 'cow21', '-p', port()]);
+  assert.is(r.code, 0, r.err);
+  const working = (await vdiInfo(c, 'cow21')).vid;
+  assert.is.not(working, base);
+  const patch = pattern(1000, 12);
+  await writeVdi(c, working, 777, patch); // CREATE_AND_WRITE with CMD_COW: the snapshot's object, overlaid
+  const after = Buffer.from(before);
+  patch.copy(after, 777);
+  assert.ok((await readVdi(c, working, 0, OBJ)).equals(after), 'working VDI has the overlay');
+  assert.ok((await readVdi(c, base, 0, OBJ)).equals(before), 'snapshot unchanged');
+  await checkObject({ name: 'cow21', d: 2, p: 1 }, vidToDataOid(working, 0), after, 'copied on write');
+  await checkObject({ name: 'cow21 snapshot', d: 2, p: 1 }, vidToDataOid(base, 0), before, 'snapshot');
+  for (const args of [['cow21'], ['-s', 'snap', 'cow21']]) {
+    r = await runDog(['vdi', 'delete', ...args, '-p', port()]);
+    assert.is(r.code, 0, r.err);
   }
 }));
 

@@ -12,7 +12,7 @@ import { decodeReqHeader, decodeResponse, encodeRequest, encodeResponse, readObj
 import type { SheepResponse } from '../client/sheep-client.js';
 import { decodeSdNode, encodeSdNode, sortNodes, type SdNode } from '../proto/structs.js';
 import { autoVnodes, buildVnodeRing, placeObject, toRingNode, type VnodeRing } from '../placement/ring.js';
-import { isDataObj, isVdiObj, oidToVid, objectSize } from '../proto/oid.js';
+import { isDataObj, isVdiObj, isVmstateObj, oidToVid, objectSize } from '../proto/oid.js';
 import { decodeInodeHeader } from '../proto/structs.js';
 import { StoreError } from '../store/object-store.js';
 import type { Store } from '../store/store.js';
@@ -257,12 +257,13 @@ export class Sheep {
   }
 
   /**
-   * {d, p} when `oid` is a data object of an erasure-coded VDI (Sheepdog codes only data objects; inode,
-   * btree, ledger, attr and vmstate objects of such a VDI are replicated d+p times). `requestedPolicy` (the
-   * request's copy_policy) decides for a VDI this node does not know.
+   * {d, p} when `oid` is a data or vmstate object of an erasure-coded VDI. Sheepdog's is_erasure_obj()
+   * codes all but inode and btree objects; here ledger and attr objects stay replicated too (d+p copies):
+   * an attr object (66,320 bytes) is no whole number of 512-byte stripes. `requestedPolicy` (the request's
+   * copy_policy) decides for a VDI this node does not know.
    */
   ecOf(oid: bigint, requestedPolicy = 0): { d: number; p: number } | null {
-    if (!isDataObj(oid)) return null;
+    if (!isDataObj(oid) && !isVmstateObj(oid)) return null;
     const vdi = this.vdis.get(oidToVid(oid));
     const policy = vdi ? vdi.copyPolicy : requestedPolicy;
     return policy ? ecFromPolicy(policy) : null;
