@@ -204,6 +204,16 @@ test('a second node lost (4:2 down to 4 zones): data still reads; strips rebuilt
   }
 }));
 
+test('a lost node returns with outdated strips: they are rebuilt, not served', T(async () => {
+  // Node 5 left at the first loss, before writes it never saw; its strips of those objects are stale.
+  await cluster.startNode(5);
+  await waitRecovered(cluster);
+  for (const v of vdis) {
+    await checkReads(v, 'node 5 back');
+    await checkLayout(v, 'node 5 back');
+  }
+}));
+
 test('deleting the VDIs removes every strip file', T(async () => {
   for (const v of vdis) {
     const r = await runDog(['vdi', 'delete', v.name, '-p', port()]);
