@@ -28,7 +28,7 @@ import { gatewayRead, gatewayRemove, gatewayWrite, reclaimAfterIndexWrite, touch
 import { SheepError, type Sheep } from './sheep.js';
 import type { IncomingRequest, Reply } from './server.js';
 import { StoreError } from '../store/object-store.js';
-import { keyName, keyOid, stripKey } from '../store/strip-key.js';
+import { keyName, keyOid } from '../store/strip-key.js';
 import { ecFromPolicy } from '../ec/policy.js';
 import { UNVERIFIED } from './recovery.js';
 
@@ -389,7 +389,7 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
       if (sheep.ecOf(o.oid, o.copyPolicy)) {
         // An EC object exists here if the strip asked for, or the strip this node holds, does.
         const own = sheep.ownedKeyOf(o.oid);
-        const found = (await sheep.store.exists(stripKey(o.oid, o.ecIndex))) || (own !== null && (await sheep.store.exists(own)));
+        const found = (await sheep.store.exists(sheep.storeKeyOf(o.oid, o.ecIndex, o.copyPolicy))) || (own !== null && (await sheep.store.exists(own)));
         return rsp({ result: found ? ok : Res.NO_OBJ });
       }
       return rsp({ result: (await sheep.store.exists(o.oid)) ? ok : Res.NO_OBJ });

@@ -271,7 +271,10 @@ export class Sheep {
 
   /** The store key a peer request for `oid` names: the strip `ecIndex` of an EC object, else the oid. */
   storeKeyOf(oid: bigint, ecIndex: number, requestedPolicy = 0): bigint {
-    return this.ecOf(oid, requestedPolicy) ? stripKey(oid, ecIndex) : oid;
+    const ec = this.ecOf(oid, requestedPolicy);
+    if (!ec) return oid;
+    if (ecIndex >= ec.d + ec.p) throw new SheepError(Res.INVALID_PARMS, `ec_index ${ecIndex} of a ${ec.d}:${ec.p} object`);
+    return stripKey(oid, ecIndex);
   }
 
   /** Bytes of the file a store key names: the object size, or object size / d for an EC strip. */
