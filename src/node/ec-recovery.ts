@@ -12,6 +12,7 @@ import { ecPolicy } from '../ec/policy.js';
 import { StoreError } from '../store/object-store.js';
 import { keyOid, keyStripIndex, stripKey } from '../store/strip-key.js';
 import type { Sheep } from './sheep.js';
+import { readObjRsp } from '../proto/header.js';
 
 /** How many epochs back strip holders are looked for (older ones have set their strips aside long ago). */
 const MAX_EPOCHS_BACK = 16;
@@ -65,15 +66,24 @@ function stripCandidates(sheep: Sheep, oid: bigint, n: number): Candidate[] {
   return out;
 }
 
+/** A strip read back, with the epoch it was set aside at (Infinity: a live strip). */
+interface Found {
+  readonly data: Buffer;
+  readonly setAsideAt: number;
+}
+
 /** Strip `index` of `oid` from `node`: its bytes, null if it has none, 'retry' if it could not say. */
-async function readStrip(sheep: Sheep, c: Candidate, oid: bigint, len: number, setAside: boolean, own: bigint | null): Promise<Buffer | null | 'retry'> {
+async function readStrip(sheep: Sheep, c: Candidate, oid: bigint, len: number, setAside: boolean, own: bigint | null): Promise<Found | null | 'retry'> {
   const key = stripKey(oid, c.index);
   if (sheep.isSelf(c.node)) {
     try {
-      if (setAside) return (await sheep.store.readStale(key, len)).data;
+      if (setAside) {
+        const stale = await sheep.store.readStale(key, len);
+        return { data: stale.data, setAsideAt: stale.epoch };
+      }
       if (key === own) return null; // the strip being rebuilt: missing, or not trusted
       if (!(await sheep.store.exists(key))) return null;
-      return await sheep.store.read(key, 0, len);
+      return { data: await sheep.store.read(key, 0, len), setAsideAt: Infinity };
     } catch (err) {
       return err instanceof StoreError && err.code === 'NO_OBJ' ? null : 'retry';
     }
@@ -85,10 +95,11 @@ async function readStrip(sheep: Sheep, c: Candidate, oid: bigint, len: number, s
     const r = await peer.request({ opcode: Op.READ_PEER, flags, dataLength: len, epoch: sheep.epoch, obj: { oid, ecIndex: c.index, copyPolicy: ecPolicy(d, p) } });
     if (r.result === Res.NO_OBJ) return null;
     if (r.result !== Res.SUCCESS) return 'retry'; // e.g. an unverified strip of a returning node
-    if (r.data.length >= len) return r.data;
+    const setAsideAt = setAside ? Number(readObjRsp(r.raw).offset) : Infinity;
+    if (r.data.length >= len) return { data: r.data, setAsideAt };
     const out = Buffer.alloc(len);
     r.data.copy(out);
-    return out;
+    return { data: out, setAsideAt };
   } catch {
     return 'retry';
   }
@@ -108,25 +119,30 @@ export async function rebuildStrip(sheep: Sheep, key: bigint, opts: { trustOwnLi
   if (want < 0 || want >= n) throw new RangeError(`strip ${want} of a ${ec.d}:${ec.p} object`);
   const len = sheep.storeSizeOf(key);
   const candidates = stripCandidates(sheep, oid, n);
-  const strips: Array<Buffer | null> = new Array(n).fill(null);
-  let found = 0;
+  // Per strip index the freshest copy: live ones first; among set-aside ones the one set aside last (a
+  // node may also keep a strip it held epochs ago, from before later writes).
+  const best: Array<Found | null> = new Array(n).fill(null);
+  const live = () => best.filter((f) => f && f.setAsideAt === Infinity).length;
   for (const setAside of [false, true]) {
     let unsure = false;
     for (const c of candidates) {
-      if (found >= ec.d || strips[want]) break;
-      if (strips[c.index]) continue;
+      if (!setAside && (live() >= ec.d || best[want])) break;
+      if (best[c.index]?.setAsideAt === Infinity) continue;
       const r = await readStrip(sheep, c, oid, len, setAside, opts.trustOwnLive ? null : key);
       if (r === 'retry') unsure = true;
-      else if (r) {
-        strips[c.index] = r;
-        found++;
-      }
+      else if (r && (!best[c.index] || r.setAsideAt > best[c.index]!.setAsideAt)) best[c.index] = r;
     }
-    if (strips[want]) return { outcome: 'rebuilt', data: strips[want]! }; // the strip itself moved here
-    if (found >= ec.d) break;
+    if (best[want]?.setAsideAt === Infinity) return { outcome: 'rebuilt', data: best[want]!.data }; // the strip itself is live elsewhere
+    if (live() >= ec.d) break;
     if (unsure) return { outcome: 'retry' }; // hear every live holder before trusting set-aside strips
   }
+  if (best[want]) return { outcome: 'rebuilt', data: best[want]!.data };
+  // Decode from the d freshest strips.
+  const order = best.map((f, i) => ({ f, i })).filter((x) => x.f !== null).sort((a, b) => b.f!.setAsideAt - a.f!.setAsideAt || a.i - b.i);
+  const found = order.length;
   if (found < ec.d) return { outcome: 'short', found };
+  const strips: Array<Buffer | null> = new Array(n).fill(null);
+  for (const { f, i } of order.slice(0, ec.d)) strips[i] = f!.data;
   const missing = [want];
   const rebuilt = len * ec.d > EC_INLINE_LIMIT ? await sheep.ecPool.reconstruct(ec.d, ec.p, strips, missing) : createCodec(ec.d, ec.p).reconstruct(strips, missing);
   const one = rebuilt[0]!;
