@@ -6,12 +6,20 @@ import { readFileSync } from 'node:fs';
 import { SheepClient } from '../src/client/sheep-client.js';
 import { Op, Res, SD_INODE_DATA_VDI_ID_OFFSET } from '../src/proto/constants.js';
 import { vidToDataOid, vidToVdiOid } from '../src/proto/oid.js';
-import { createVdi, format, LocalCluster, randomPortBase } from '../test/cluster-harness.js';
+import { createVdi, format, LocalCluster, nameBuf, randomPortBase } from '../test/cluster-harness.js';
+import { ecPolicy } from '../src/ec/policy.js';
 import { removeDir, tempDir } from '../test/helpers.js';
 
 const OBJ = 4 * 1024 * 1024;
-const VDI_BYTES = Number(process.env.BENCH_VDI_MIB ?? 256) * 1024 * 1024;
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const DEFAULT_VDI_BYTES = Number(process.env.BENCH_VDI_MIB ?? 256) * 1024 * 1024;
+const DEFAULT_SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+
+/** NEW_VDI with copy_policy d:p (nr_copies d+p), as `dog vdi create -c d:p` sends it. */
+async function createEcVdi(c: SheepClient, name: string, size: bigint, d: number, p: number): Promise<number> {
+  const r = await c.request({ opcode: Op.NEW_VDI, vdi: { vdiSize: size, copies: d + p, copyPolicy: ecPolicy(d, p) } }, nameBuf(name));
+  if (r.result !== Res.SUCCESS) throw new Error(`creating ${d}:${p} VDI failed: 0x${r.result.toString(16)}`);
+  return r.raw.readUInt32LE(24);
+}
 const QD = 16;
 
 function cpuSeconds(pid: number): number {
@@ -42,19 +50,35 @@ function pattern(idx: number, len: number, seed: number): Buffer {
   return b;
 }
 
-export async function runNodeBench(emitLine: (o: object) => void = (o) => process.stdout.write(`${JSON.stringify(o)}\n`)): Promise<void> {
+export interface NodeBenchOptions {
+  /** Sheep processes (default 3). */
+  readonly nodes?: number;
+  /** Erasure-code the VDI d:p instead of 3 copies. */
+  readonly ec?: { readonly d: number; readonly p: number };
+  /** Prefix of every case name (the default run has none, so its names stay as they were). */
+  readonly label?: string;
+  readonly vdiBytes?: number;
+  readonly seconds?: number;
+}
+
+export async function runNodeBench(emitLine: (o: object) => void = (o) => process.stdout.write(`${JSON.stringify(o)}\n`), opts: NodeBenchOptions = {}): Promise<void> {
+  const nodes = opts.nodes ?? 3;
+  const VDI_BYTES = opts.vdiBytes ?? DEFAULT_VDI_BYTES;
+  const SECONDS = opts.seconds ?? DEFAULT_SECONDS;
+  const prefix = opts.label ? `${opts.label} ` : '';
   const dir = tempDir('sheep-bench-');
   const cluster = new LocalCluster(dir, randomPortBase());
   const lines: object[] = [];
   const emit = (o: object) => {
+    const named = 'case' in o ? { ...o, case: `${prefix}${(o as { case: string }).case}` } : o;
     lines.push(o);
-    emitLine(o);
+    emitLine(named);
   };
   try {
-    await cluster.start(3);
+    await cluster.start(nodes);
     const c = await SheepClient.connect('127.0.0.1', cluster.basePort);
     await format(c, 3);
-    const { vid } = await createVdi(c, 'bench', BigInt(VDI_BYTES));
+    const vid = opts.ec ? await createEcVdi(c, 'bench', BigInt(VDI_BYTES), opts.ec.d, opts.ec.p) : (await createVdi(c, 'bench', BigInt(VDI_BYTES))).vid;
     const pids = cluster.nodes.map((n) => n.child.pid!);
     const cpu0 = pids.map(cpuSeconds);
     const objects = VDI_BYTES / OBJ;
@@ -157,8 +181,8 @@ export async function runNodeBench(emitLine: (o: object) => void = (o) => proces
       emit({ case: `random ${mode} 4KiB QD${QD}`, iops: Math.round(ops / secs), p50_ms: +percentile(lat, 50).toFixed(2), p99_ms: +percentile(lat, 99).toFixed(2) });
     }
     const cpu = pids.map((p, i) => cpuSeconds(p) - cpu0[i]!);
-    emit({ case: 'sheep process CPU seconds (3 nodes, whole run)', cpu_s: +cpu.reduce((a, b) => a + b, 0).toFixed(2), per_node: cpu.map((x) => +x.toFixed(2)) });
-    emit({
+    emit({ case: `sheep process CPU seconds (${nodes} nodes, whole run)`, cpu_s: +cpu.reduce((a, b) => a + b, 0).toFixed(2), per_node: cpu.map((x) => +x.toFixed(2)) });
+    if (!opts.label) emit({
       case: 'ratio to original Sheepdog 1.0 (midpoints of reference-numbers.md)',
       seq_write: +((lines[0] as { mb_per_s: number }).mb_per_s / 155).toFixed(2),
       seq_read: +((lines[1] as { mb_per_s: number }).mb_per_s / 540).toFixed(2),

@@ -6,20 +6,21 @@ import { isDataObj, isVdiObj, oidToVid, vidToDataOid, vidToVdiOid } from '../pro
 import type { SdNode } from '../proto/structs.js';
 import { StoreError } from '../store/object-store.js';
 import { SheepError, type Sheep } from './sheep.js';
+import { ecGatewayRead, ecGatewayRemove, ecGatewayWrite } from './ec-gateway.js';
 
 /** How long a gateway request keeps retrying through membership changes before it reports an error. */
 const TRANSIENT_RETRY_MS = 30_000;
 const RETRY_DELAY_MS = 100;
 
-type PeerInit = Parameters<import('../client/sheep-client.js').SheepClient['request']>[0];
+export type PeerInit = Parameters<import('../client/sheep-client.js').SheepClient['request']>[0];
 
 /** Results that a new epoch can cure: a dead peer, or a peer (or this node) at another epoch. */
-function isTransient(result: number): boolean {
+export function isTransient(result: number): boolean {
   // SHUTDOWN: a peer in the middle of stopping; it is about to leave and the next epoch will not have it.
   return result === Res.NETWORK_ERROR || result === Res.OLD_NODE_VER || result === Res.NEW_NODE_VER || result === Res.SHUTDOWN;
 }
 
-async function peerRequest(sheep: Sheep, node: SdNode, init: PeerInit, data?: Uint8Array): Promise<number | { result: number; epoch: number; data: Buffer }> {
+export async function peerRequest(sheep: Sheep, node: SdNode, init: PeerInit, data?: Uint8Array): Promise<number | { result: number; epoch: number; data: Buffer }> {
   try {
     const c = await sheep.peers.get(node.nid.addr, node.nid.port);
     return await c.request({ ...init, epoch: sheep.epoch }, data);
@@ -29,7 +30,7 @@ async function peerRequest(sheep: Sheep, node: SdNode, init: PeerInit, data?: Ui
   }
 }
 
-function storeResult(err: unknown): number {
+export function storeResult(err: unknown): number {
   if (err instanceof StoreError && err.diskRemoved) return Res.NETWORK_ERROR; // one of several disks failed: retry
   if (err instanceof StoreError) return err.code === 'NO_OBJ' ? Res.NO_OBJ : err.code === 'NO_SPACE' ? Res.NO_SPACE : err.code === 'INVALID' ? Res.INVALID_PARMS : Res.EIO;
   if (err instanceof SheepError) return err.result;
@@ -37,7 +38,7 @@ function storeResult(err: unknown): number {
 }
 
 /** Runs `attempt` until it succeeds or fails for a reason a newer epoch cannot fix. */
-async function withEpochRetry<T>(sheep: Sheep, what: string, attempt: () => Promise<T | { retry: number }>): Promise<T> {
+export async function withEpochRetry<T>(sheep: Sheep, what: string, attempt: () => Promise<T | { retry: number }>): Promise<T> {
   const deadline = sheep.clock.now() + TRANSIENT_RETRY_MS;
   for (;;) {
     const r = await attempt();
@@ -51,13 +52,15 @@ async function withEpochRetry<T>(sheep: Sheep, what: string, attempt: () => Prom
   }
 }
 
-async function localRead(sheep: Sheep, oid: bigint, offset: number, length: number): Promise<Buffer> {
+export async function localRead(sheep: Sheep, oid: bigint, offset: number, length: number): Promise<Buffer> {
   // While recovery runs, the local copy may be missing or outdated (a returning node): wait for it.
   await sheep.recovery.waitFor(oid);
   return sheep.store.read(oid, offset, length);
 }
 
-export async function gatewayRead(sheep: Sheep, oid: bigint, offset: number, length: number, copies = 0): Promise<Buffer> {
+export async function gatewayRead(sheep: Sheep, oid: bigint, offset: number, length: number, copies = 0, copyPolicy = 0): Promise<Buffer> {
+  const ec = sheep.ecOf(oid, copyPolicy);
+  if (ec) return ecGatewayRead(sheep, oid, ec, offset, length);
   return withEpochRetry(sheep, `read ${oid.toString(16)}`, async () => {
     const epoch = sheep.epoch;
     const replicas = sheep.placement(oid, sheep.copiesOf(oid, copies));
@@ -96,11 +99,14 @@ export async function gatewayRead(sheep: Sheep, oid: bigint, offset: number, len
 
 /**
  * Writes (or creates) an object on every replica; all must succeed. With `writeback` the replicas may keep
- * the data in their page cache until gatewayFlush (an NBD write without FUA).
+ * the data in their page cache until gatewayFlush (an NBD write without FUA); erasure-coded writes are
+ * always durable.
  */
-export async function gatewayWrite(sheep: Sheep, oid: bigint, data: Uint8Array, offset: number, create: boolean, copies = 0, writeback = false): Promise<void> {
+export async function gatewayWrite(sheep: Sheep, oid: bigint, data: Uint8Array, offset: number, create: boolean, copies = 0, copyPolicy = 0, writeback = false): Promise<void> {
   const size = sheep.objectSizeOf(oid);
   if (offset + data.length > size) throw new SheepError(Res.INVALID_PARMS);
+  const ec = sheep.ecOf(oid, copyPolicy);
+  if (ec) return ecGatewayWrite(sheep, oid, ec, data, offset, create);
   await withEpochRetry(sheep, `write ${oid.toString(16)}`, async () => {
     const want = sheep.copiesOf(oid, copies);
     const replicas = sheep.placement(oid, want);
@@ -182,7 +188,9 @@ export async function gatewayFlush(sheep: Sheep): Promise<void> {
   });
 }
 
-export async function gatewayRemove(sheep: Sheep, oid: bigint, copies = 0): Promise<void> {
+export async function gatewayRemove(sheep: Sheep, oid: bigint, copies = 0, copyPolicy = 0): Promise<void> {
+  const ec = sheep.ecOf(oid, copyPolicy);
+  if (ec) return ecGatewayRemove(sheep, oid, ec);
   await withEpochRetry(sheep, `remove ${oid.toString(16)}`, async () => {
     const epoch = sheep.epoch;
     const replicas = sheep.placement(oid, sheep.copiesOf(oid, copies));

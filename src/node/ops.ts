@@ -29,6 +29,8 @@ import { SheepError, type Sheep } from './sheep.js';
 import type { IncomingRequest, Reply } from './server.js';
 import { StoreError } from '../store/object-store.js';
 import { mdInfoPayload, mdPlugUnplug } from './md-ops.js';
+import { keyName, keyOid } from '../store/strip-key.js';
+import { ecFromPolicy } from '../ec/policy.js';
 import { UNVERIFIED } from './recovery.js';
 
 type Rsp = (init: Omit<RspInit, 'opcode' | 'id' | 'epoch'>, data?: Uint8Array) => Reply;
@@ -86,7 +88,7 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
         const size = sheep.objectSizeOf(o.oid);
         // The index said the source exists: if no replica has it, fail (EIO) rather than copy zeros over the
         // snapshot's data (found by the simulator, seed 1).
-        const base = await gatewayRead(sheep, o.cowOid, 0, size, o.copies).catch((e) => {
+        const base = await gatewayRead(sheep, o.cowOid, 0, size, o.copies, o.copyPolicy).catch((e) => {
           if (e instanceof SheepError && e.result === Res.NO_OBJ) {
             sheep.log('error', `copy-on-write of ${o.oid.toString(16)}: source ${o.cowOid.toString(16)} is missing`);
             throw new SheepError(Res.EIO);
@@ -107,7 +109,7 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
         const lastIndex = Math.ceil((end - SD_INODE_DATA_VDI_ID_OFFSET) / 4);
         before = await gatewayRead(sheep, o.oid, SD_INODE_DATA_VDI_ID_OFFSET + 4 * firstIndex, 4 * (lastIndex - firstIndex), o.copies);
       }
-      await gatewayWrite(sheep, o.oid, data, offset, create, o.copies, (req.flags & Flag.WRITEBACK) !== 0);
+      await gatewayWrite(sheep, o.oid, data, offset, create, o.copies, o.copyPolicy, (req.flags & Flag.WRITEBACK) !== 0);
       // Only entries that pointed somewhere can release an object: filling empty ones (every first write
       // of an object) needs no reclaim pass.
       if (before && before.some((b) => b !== 0)) await reclaimAfterIndexWrite(sheep, o.oid, before, firstIndex);
@@ -116,12 +118,12 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
     case Op.READ_OBJ: {
       const o = sheep.readObj(req);
       if (o.offset + req.dataLength > sheep.objectSizeOf(o.oid)) return rsp({ result: Res.INVALID_PARMS });
-      const data = await gatewayRead(sheep, o.oid, o.offset, req.dataLength, o.copies);
+      const data = await gatewayRead(sheep, o.oid, o.offset, req.dataLength, o.copies, o.copyPolicy);
       return rsp({ result: ok, dataLength: req.dataLength }, data);
     }
     case Op.REMOVE_OBJ: {
       const o = sheep.readObj(req);
-      await gatewayRemove(sheep, o.oid, o.copies);
+      await gatewayRemove(sheep, o.oid, o.copies, o.copyPolicy);
       return rsp({ result: ok });
     }
     case Op.DISCARD_OBJ: {
@@ -158,42 +160,44 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
     case Op.REMOVE_PEER: {
       if (sheep.opts.gatewayOnly) return rsp({ result: Res.NO_SUPPORT });
       const o = sheep.readObj(req);
+      // An EC object's holders each keep one strip: the request's ec_index names it.
+      const key = sheep.storeKeyOf(o.oid, o.ecIndex, o.copyPolicy);
       if (req.opcode === Op.READ_PEER && req.flags & Flag.CMD_RECOVERY) {
         // Recovery reads take any copy this node has, current or stale, whatever the epoch,
         // unless the copy is unverified since this node came back: then the last epoch it was a member of.
-        if (sheep.recovery.isSuspect(o.oid)) return rsp({ result: UNVERIFIED, obj: { offset: BigInt(sheep.recovery.lastEpochBeforeReturn) } });
-        const size = Math.min(req.dataLength, sheep.objectSizeOf(o.oid));
+        if (sheep.recovery.isSuspect(key)) return rsp({ result: UNVERIFIED, obj: { offset: BigInt(sheep.recovery.lastEpochBeforeReturn) } });
+        const size = Math.min(req.dataLength, sheep.storeSizeOf(key));
         // Live copies only, unless the puller found none anywhere and asks for set-aside ones (WILDCARD):
         // then the newest stale copy, with the epoch it was set aside at (obj.offset), so the puller can
         // take the freshest of them.
         try {
-          return rsp({ result: ok, dataLength: size }, await sheep.store.read(o.oid, o.offset, size));
+          return rsp({ result: ok, dataLength: size }, await sheep.store.read(key, o.offset, size));
         } catch (err) {
           if (!(req.flags & Flag.CMD_WILDCARD) || !(err instanceof StoreError) || err.code !== 'NO_OBJ') throw err;
-          const stale = await sheep.store.readStale(o.oid, size);
+          const stale = await sheep.store.readStale(key, size);
           return rsp({ result: ok, dataLength: size, obj: { offset: BigInt(stale.epoch) } }, stale.data);
         }
       }
       if (req.epoch < sheep.epoch) return rsp({ result: Res.OLD_NODE_VER });
       if (req.epoch > sheep.epoch) return rsp({ result: Res.NEW_NODE_VER });
       if (req.opcode === Op.READ_PEER) {
-        await sheep.recovery.waitFor(o.oid);
+        await sheep.recovery.waitFor(key);
         if (req.epoch !== sheep.epoch) return rsp({ result: Res.OLD_NODE_VER }); // moved on while waiting
-        const data = await sheep.store.read(o.oid, o.offset, req.dataLength);
+        const data = await sheep.store.read(key, o.offset, req.dataLength);
         return rsp({ result: ok, dataLength: req.dataLength }, data);
       }
       if (req.opcode === Op.REMOVE_PEER) {
-        await sheep.recovery.supersede(o.oid);
-        await sheep.store.remove(o.oid);
+        await sheep.recovery.supersede(key);
+        await sheep.store.remove(key);
       } else if (req.opcode === Op.CREATE_AND_WRITE_PEER) {
         if (sheep.vidGc) await sheep.vidGc; // a reused vid: its old family's objects go first
-        await sheep.recovery.supersede(o.oid);
-        await sheep.store.create(o.oid, sheep.objectSizeOf(o.oid), req.data, o.offset, { writeback: (req.flags & Flag.WRITEBACK) !== 0 });
+        await sheep.recovery.supersede(key);
+        await sheep.store.create(key, sheep.storeSizeOf(key), req.data, o.offset, { writeback: (req.flags & Flag.WRITEBACK) !== 0 });
       } else {
-        await sheep.recovery.waitFor(o.oid);
+        await sheep.recovery.waitFor(key);
         if (req.epoch !== sheep.epoch) return rsp({ result: Res.OLD_NODE_VER }); // moved on while waiting
-        await sheep.store.write(o.oid, req.data, o.offset, { writeback: (req.flags & Flag.WRITEBACK) !== 0 }).catch((err) => {
-          if (err instanceof StoreError && err.code === 'NO_OBJ') sheep.log('debug', `peer write of ${o.oid.toString(16)}: no object (${sheep.recovery.describe(o.oid)})`);
+        await sheep.store.write(key, req.data, o.offset, { writeback: (req.flags & Flag.WRITEBACK) !== 0 }).catch((err) => {
+          if (err instanceof StoreError && err.code === 'NO_OBJ') sheep.log('debug', `peer write of ${keyName(key)}: no object (${sheep.recovery.describe(key)})`);
           throw err;
         });
       }
@@ -385,6 +389,8 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
         const have = new Set(oids.map(String));
         oids = oids.concat((await sheep.store.listStale()).filter((o) => !have.has(String(o))));
       }
+      // Keys to object ids: an EC strip file lists as its object, once (as Sheepdog's get_obj_list does).
+      oids = [...new Set(oids.map(keyOid))];
       const buf = Buffer.alloc(oids.length * 8);
       oids.forEach((o, i) => buf.writeBigUInt64LE(o, i * 8));
       if (buf.length > req.dataLength) return rsp({ result: Res.BUFFER_SMALL });
@@ -392,21 +398,28 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
     }
     case Op.EXIST: {
       const o = sheep.readObj(req);
+      if (sheep.ecOf(o.oid, o.copyPolicy)) {
+        // An EC object exists here if the strip asked for, or the strip this node holds, does.
+        const own = sheep.ownedKeyOf(o.oid);
+        const found = (await sheep.store.exists(sheep.storeKeyOf(o.oid, o.ecIndex, o.copyPolicy))) || (own !== null && (await sheep.store.exists(own)));
+        return rsp({ result: found ? ok : Res.NO_OBJ });
+      }
       return rsp({ result: (await sheep.store.exists(o.oid)) ? ok : Res.NO_OBJ });
     }
     case Op.GET_HASH: {
       const o = sheep.readObj(req);
+      const key = sheep.storeKeyOf(o.oid, o.ecIndex, o.copyPolicy);
       // For recovery only a verified copy is a reference (see RecoveryWork.isSuspect).
-      if (req.flags & Flag.CMD_RECOVERY && sheep.recovery.isSuspect(o.oid)) {
+      if (req.flags & Flag.CMD_RECOVERY && sheep.recovery.isSuspect(key)) {
         const body = Buffer.alloc(20);
         body.writeUInt32LE(sheep.recovery.lastEpochBeforeReturn, 0);
         return rsp({ result: UNVERIFIED, hash: { digest: body } });
       }
-      const size = sheep.objectSizeOf(o.oid);
-      const fileSize = await sheep.store.size(o.oid);
+      const size = sheep.storeSizeOf(key);
+      const fileSize = await sheep.store.size(key);
       const len = Math.min(size, fileSize);
       const sab = new SharedArrayBuffer(len);
-      await sheep.store.read(o.oid, 0, len, Buffer.from(sab));
+      await sheep.store.read(key, 0, len, Buffer.from(sab));
       const hex = await sheep.hashPool.sha1Shared(sab, 0, len, len);
       return rsp({ result: ok, hash: { digest: Buffer.from(hex, 'hex') } });
     }
@@ -519,7 +532,17 @@ async function newVdi(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<Rep
   const name = readCString(req.data, 0, 256);
   if (name.length === 0) return rsp({ result: Res.INVALID_PARMS });
   const v = readVdiReq(req.raw);
+  // No redundancy asked for: the cluster's (which may be erasure coding, from format -c d:p).
   const copies = v.copies || sheep.format.copies;
+  const copyPolicy = v.copies ? v.copyPolicy : sheep.format.copyPolicy;
+  if (copyPolicy !== 0) {
+    try {
+      const { d, p } = ecFromPolicy(copyPolicy);
+      if (copies !== d + p) return rsp({ result: Res.INVALID_PARMS });
+    } catch {
+      return rsp({ result: Res.INVALID_PARMS });
+    }
+  }
   const bss = v.blockSizeShift || sheep.format.blockSizeShift || SD_DEFAULT_BLOCK_SIZE_SHIFT;
   if (copies > SD_MAX_COPIES || !isValidBlockSizeShift(bss)) return rsp({ result: Res.INVALID_PARMS });
   if (v.vdiSize > (1n << BigInt(bss)) * (1n << 20n)) return rsp({ result: Res.INVALID_PARMS });
@@ -553,13 +576,14 @@ async function newVdi(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<Rep
     const now = nowTime(sheep);
     const vdiCopies = base && (isSnapshot || isRebase) ? base.nrCopies : copies;
     const vdiBss = base ? base.blockSizeShift : bss;
+    const vdiPolicy = base && (isSnapshot || isRebase) ? base.copyPolicy : copyPolicy;
     const header = encodeInodeHeader({
       name,
       tag: '',
       createTime: now,
       snapCtime: 0n,
       vdiSize: base && v.vdiSize === 0n ? base.vdiSize : v.vdiSize,
-      copyPolicy: base && (isSnapshot || isRebase) ? base.copyPolicy : v.copyPolicy,
+      copyPolicy: vdiPolicy,
       storePolicy: v.storePolicy,
       nrCopies: vdiCopies,
       blockSizeShift: vdiBss,
@@ -590,7 +614,7 @@ async function newVdi(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<Rep
         op: 'new_vdi',
         origin: sheep.selfId,
         seq,
-        vdi: { vid: newVid, name, copies: vdiCopies, copyPolicy: v.copyPolicy, blockSizeShift: vdiBss, parentVid: v.baseVdiId, snapshot: false },
+        vdi: { vid: newVid, name, copies: vdiCopies, copyPolicy: vdiPolicy, blockSizeShift: vdiBss, parentVid: v.baseVdiId, snapshot: false },
         snapshotOf: isSnapshot ? working!.vid : 0,
       },
       result: { vid: newVid, copies: vdiCopies, bss: vdiBss },

@@ -8,6 +8,8 @@ import { stillReferenced } from './gateway.js';
 import { recoveryWouldFillDisk } from './diskfull.js';
 import type { SdNode } from '../proto/structs.js';
 import type { Sheep } from './sheep.js';
+import { isStripKey, keyName, keyOid } from '../store/strip-key.js';
+import { rebuildStrip } from './ec-recovery.js';
 
 const PROGRESS_EVERY = 16;
 
@@ -158,38 +160,40 @@ export class RecoveryWork {
     const wanted: bigint[] = [];
     this.verify = new Set();
     for (const [oid, holders] of seen) {
-      if (!sheep.placement(oid, sheep.copiesOf(oid)).some((n) => sheep.isSelf(n))) continue;
+      // What this node should hold: the object, or for an EC object the strip of its place in the list.
+      const key = sheep.ownedKeyOf(oid);
+      if (key === null) continue;
       // Data of a deleted VDI is garbage wherever it lingers (a returning node, a stale copy): never recover it.
       if (await sheep.isOrphan(oid)) continue;
-      if (mine.has(oid.toString())) {
-        if (!this.suspects.has(oid)) continue;
-        this.verify.add(oid);
+      if (mine.has(key.toString())) {
+        if (!this.suspects.has(key)) continue;
+        this.verify.add(key);
       }
-      wanted.push(oid);
-      this.sources.set(oid, holders);
+      wanted.push(key);
+      this.sources.set(key, holders);
     }
     // Copies this node no longer owns are set aside now, not when the job ends: a job cut short by the next
     // epoch would leave them looking current, and if the object came back to this node later it would be
     // kept as it was while writes went elsewhere (found by the simulator, seed 1: a lost write). New owners
     // take live copies first, and set-aside ones (the newest) only when no live one is left.
-    for (const oid of local) {
+    for (const key of local) {
       if (this.epoch !== epoch) break;
-      if (!sheep.placement(oid, sheep.copiesOf(oid)).some((n) => sheep.isSelf(n))) await this.setAside(oid, epoch);
+      if (!this.owns(key)) await this.setAside(key, epoch);
     }
     // Local data of VDIs deleted meanwhile (this node was away, or a reclaim missed it) is garbage.
     for (const oid of local) if (await sheep.isOrphan(oid)) await sheep.store.remove(oid).catch(() => undefined);
     // Inodes first: VDI metadata is what clients need before anything else.
-    wanted.sort((a, b) => (a >> 63n === b >> 63n ? 0 : a >> 63n ? -1 : 1));
+    wanted.sort((a, b) => (keyOid(a) >> 63n === keyOid(b) >> 63n ? 0 : keyOid(a) >> 63n ? -1 : 1));
     this.order = wanted;
     this.pending = new Set(wanted);
     if (complete) this.suspectLocal = false;
     if (complete) {
-      const lone = local.filter((oid) => this.suspects.has(oid) && !seen.has(oid) && sheep.placement(oid, sheep.copiesOf(oid)).some((n) => sheep.isSelf(n)));
+      const lone = local.filter((key) => this.suspects.has(key) && !seen.has(keyOid(key)) && this.owns(key));
       if (lone.length > 0) void this.settleLoneCopies(epoch, lone);
     }
     this.unlistedEpoch = complete ? 0 : epoch;
     if (!complete) void this.relist(epoch, unlisted);
-    sheep.log('debug', `recovery: epoch ${epoch}: wanted ${wanted.slice(0, 20).map((o) => o.toString(16)).join(' ')}`);
+    sheep.log('debug', `recovery: epoch ${epoch}: wanted ${wanted.slice(0, 20).map(keyName).join(' ')}`);
     sheep.log('info', `recovery: epoch ${epoch}: ${wanted.length} objects to recover, ${this.verify.size} local copies to verify${complete ? '' : ' (some nodes could not be listed)'}`);
     this.total = wanted.length;
     this.done = 0;
@@ -224,6 +228,11 @@ export class RecoveryWork {
     } finally {
       this.running = false;
     }
+  }
+
+  /** This node holds `key` at the current epoch (the object, or the strip of its place in an EC list). */
+  private owns(key: bigint): boolean {
+    return this.sheep.ownedKeyOf(keyOid(key)) === key;
   }
 
   /** Stops the run of `epoch` (a cancelled job); a newer job is not affected. */
@@ -311,6 +320,7 @@ export class RecoveryWork {
 
   private async tryPull(oid: bigint): Promise<'done' | 'lost' | 'retry'> {
     const sheep = this.sheep;
+    if (isStripKey(oid)) return this.pullStrip(oid);
     const size = sheep.objectSizeOf(oid);
     const sources = this.sources.get(oid) ?? sheep.members.filter((n) => !sheep.isSelf(n));
     if (this.verify.has(oid)) {
@@ -389,6 +399,23 @@ export class RecoveryWork {
     }
     if (this.verify.has(oid)) return 'retry'; // keep asking: the local copy is all there is meanwhile
     return 'lost';
+  }
+
+  /**
+   * An EC strip this node should hold: rebuilt from d other strips (ec-recovery.ts). A returning node's
+   * own strip (unverified) is replaced by the rebuilt one, or kept when no d others can be read.
+   */
+  private async pullStrip(key: bigint): Promise<'done' | 'lost' | 'retry'> {
+    const unverified = this.verify.has(key);
+    const r = await rebuildStrip(this.sheep, key, { trustOwnLive: !unverified });
+    if (r.outcome === 'rebuilt') return this.store(key, r.data.length, r.data);
+    if (r.outcome === 'short' && unverified) {
+      this.sheep.log('info', `recovery: ${keyName(key)}: too few other strips to check against: local strip kept`);
+      this.verify.delete(key);
+      this.suspects.delete(key);
+      return 'done';
+    }
+    return r.outcome === 'retry' ? 'retry' : 'lost';
   }
 
   private async store(oid: bigint, size: number, data: Buffer): Promise<'done' | 'retry'> {
@@ -517,11 +544,13 @@ export class RecoveryWork {
   /** Adds an object this node should hold but lacks to the job (from `holder`, or any member) and pulls it. */
   private async wantIfMissing(oid: bigint, holder: SdNode | null): Promise<void> {
     const sheep = this.sheep;
+    const key = sheep.ownedKeyOf(keyOid(oid));
+    if (key === null) return;
+    oid = key; // from here on: the store key (the oid itself unless EC)
     if (this.pending.has(oid) || this.inFlight.has(oid)) {
       if (holder) this.sources.set(oid, [...(this.sources.get(oid) ?? []).filter((n) => n !== holder), holder]);
       return;
     }
-    if (!sheep.placement(oid, sheep.copiesOf(oid)).some((n) => sheep.isSelf(n))) return;
     const orphan = await sheep.isOrphan(oid);
     const exists = !orphan && (await sheep.store.exists(oid));
     // A copy kept from before this node left is suspect until verified against the others, even when no
@@ -542,11 +571,10 @@ export class RecoveryWork {
   async finish(epoch: number): Promise<void> {
     const sheep = this.sheep;
     if (this.epoch !== epoch || this.pending.size > 0) return;
-    for (const oid of await sheep.store.list()) {
-      const where = sheep.placement(oid, sheep.copiesOf(oid));
-      if (where.some((n) => sheep.isSelf(n))) continue;
-      sheep.log('debug', `recovery: ${oid.toString(16).padStart(16, '0')} now belongs to ${where.map((n) => `${n.nid.addr}:${n.nid.port}`).join(',')}: moved to .stale`);
-      await this.setAside(oid, epoch);
+    for (const key of await sheep.store.list()) {
+      if (this.owns(key)) continue;
+      sheep.log('debug', `recovery: ${keyName(key)} no longer belongs here: moved to .stale`);
+      await this.setAside(key, epoch);
     }
   }
 }

@@ -12,7 +12,7 @@ import { decodeReqHeader, decodeResponse, encodeRequest, encodeResponse, readObj
 import type { SheepResponse } from '../client/sheep-client.js';
 import { decodeSdNode, encodeSdNode, sortNodes, type SdNode } from '../proto/structs.js';
 import { autoVnodes, buildVnodeRing, placeObject, toRingNode, type VnodeRing } from '../placement/ring.js';
-import { isDataObj, isVdiObj, oidToVid, objectSize } from '../proto/oid.js';
+import { isDataObj, isVdiObj, isVmstateObj, oidToVid, objectSize } from '../proto/oid.js';
 import { decodeInodeHeader } from '../proto/structs.js';
 import { StoreError } from '../store/object-store.js';
 import { MultiDiskStore, type MdChange } from '../store/md.js';
@@ -27,6 +27,9 @@ import { measureCapacity, spaceVaried, type Capacity } from './capacity.js';
 import { deadFamily } from './vid-recycle.js';
 import { RECOVERY_KIND } from '../actors/recovery/machine.js';
 import type { Services } from '../runtime/actor-host.js';
+import { EcPool } from '../ec/ec-pool.js';
+import { ecFromPolicy } from '../ec/policy.js';
+import { isStripKey, keyOid, keyStripIndex, stripKey } from '../store/strip-key.js';
 
 export interface SheepOptions {
   readonly dir: string;
@@ -267,6 +270,7 @@ export class Sheep {
     await this.store.close();
     if (this.ownsActors) await this.actors.shutdown();
     if (this.ownsHashPool) await this.hashPool.close();
+    await this.ecPoolInstance?.close().catch(() => undefined);
     this.opts.onStop?.(reason);
   }
 
@@ -284,6 +288,56 @@ export class Sheep {
   objectSizeOf(oid: bigint): number {
     const vdi = this.vdis.get(oidToVid(oid));
     return objectSize(oid, vdi?.blockSizeShift || this.format.blockSizeShift || SD_DEFAULT_BLOCK_SIZE_SHIFT);
+  }
+
+  /**
+   * {d, p} when `oid` is a data or vmstate object of an erasure-coded VDI. Sheepdog's is_erasure_obj()
+   * codes all but inode and btree objects; here ledger and attr objects stay replicated too (d+p copies):
+   * an attr object (66,320 bytes) is no whole number of 512-byte stripes. `requestedPolicy` (the request's
+   * copy_policy) decides for a VDI this node does not know.
+   */
+  ecOf(oid: bigint, requestedPolicy = 0): { d: number; p: number } | null {
+    if (!isDataObj(oid) && !isVmstateObj(oid)) return null;
+    const vdi = this.vdis.get(oidToVid(oid));
+    const policy = vdi ? vdi.copyPolicy : requestedPolicy;
+    return policy ? ecFromPolicy(policy) : null;
+  }
+
+  /** The store key a peer request for `oid` names: the strip `ecIndex` of an EC object, else the oid. */
+  storeKeyOf(oid: bigint, ecIndex: number, requestedPolicy = 0): bigint {
+    const ec = this.ecOf(oid, requestedPolicy);
+    if (!ec) return oid;
+    if (ecIndex >= ec.d + ec.p) throw new SheepError(Res.INVALID_PARMS, `ec_index ${ecIndex} of a ${ec.d}:${ec.p} object`);
+    return stripKey(oid, ecIndex);
+  }
+
+  /** Bytes of the file a store key names: the object size, or object size / d for an EC strip. */
+  storeSizeOf(key: bigint): number {
+    const size = this.objectSizeOf(keyOid(key));
+    if (!isStripKey(key)) return size;
+    const ec = this.ecOf(keyOid(key));
+    if (!ec) throw new SheepError(Res.INVALID_PARMS, `strip ${keyStripIndex(key)} of ${keyOid(key).toString(16)}, which is not erasure coded`);
+    return size / ec.d;
+  }
+
+  /**
+   * The key this node should hold for `oid` at the current epoch (null: none). An EC object's placement
+   * is its first d+p replicas and the i-th of them holds strip i, so a node's index in the list decides.
+   */
+  ownedKeyOf(oid: bigint): bigint | null {
+    const ec = this.ecOf(oid);
+    const where = this.placement(oid, ec ? ec.d + ec.p : this.copiesOf(oid));
+    const i = where.findIndex((n) => this.isSelf(n));
+    if (i < 0) return null;
+    return ec ? stripKey(oid, i) : oid;
+  }
+
+  private ecPoolInstance: EcPool | null = null;
+
+  /** Worker pool for whole-object EC encode/decode, started on first use (most nodes never need it). */
+  get ecPool(): EcPool {
+    this.ecPoolInstance ??= new EcPool({ threads: 2 });
+    return this.ecPoolInstance;
   }
 
   copiesOf(oid: bigint, requested = 0): number {

@@ -7,6 +7,7 @@ import type { Store, WriteOptions } from './store.js';
 import { constants as fsc, promises as fsp, close, fdatasync, fsync, open, read, write, ftruncate } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { isAttrObj, isVdiObj, isVmstateObj } from '../proto/oid.js';
+import { keyName, keyOid, parseKeyName } from './strip-key.js';
 
 export class StoreError extends Error {
   constructor(
@@ -25,8 +26,9 @@ export class StoreError extends Error {
   diskRemoved?: boolean;
 }
 
-export function oidHex(oid: bigint): string {
-  return oid.toString(16).padStart(16, '0');
+/** The file name of a store key: `<oid>` for a whole object, `<oid>_<ec_index>` for an EC strip. */
+export function oidHex(key: bigint): string {
+  return keyName(key);
 }
 
 const p = {
@@ -198,7 +200,8 @@ export class ObjectStore implements Store {
     return join(this.objDir, this.treeDir(oid), oidHex(oid));
   }
 
-  private treeDir(oid: bigint): string {
+  private treeDir(key: bigint): string {
+    const oid = keyOid(key); // an EC strip lives beside where its whole object would
     if (isVdiObj(oid) || isVmstateObj(oid) || isAttrObj(oid)) return 'meta';
     return ((oid >> 32n) & 0xffn).toString(16).padStart(2, '0');
   }
@@ -207,10 +210,10 @@ export class ObjectStore implements Store {
   private async objectFiles(): Promise<Array<[string, string]>> {
     const out: Array<[string, string]> = [];
     for (const ent of await fsp.readdir(this.objDir, { withFileTypes: true })) {
-      if (ent.isFile() && /^[0-9a-f]{16}$/.test(ent.name)) out.push([join(this.objDir, ent.name), ent.name]);
+      if (ent.isFile() && parseKeyName(ent.name) !== null) out.push([join(this.objDir, ent.name), ent.name]);
       else if (ent.isDirectory() && (ent.name === 'meta' || /^[0-9a-f]{2}$/.test(ent.name))) {
         for (const name of await fsp.readdir(join(this.objDir, ent.name))) {
-          if (/^[0-9a-f]{16}$/.test(name)) out.push([join(this.objDir, ent.name, name), name]);
+          if (parseKeyName(name) !== null) out.push([join(this.objDir, ent.name, name), name]);
         }
       }
     }
@@ -425,15 +428,16 @@ export class ObjectStore implements Store {
   async listStale(): Promise<bigint[]> {
     const out = new Set<bigint>();
     for (const name of await fsp.readdir(this.staleDir)) {
-      const m = /^([0-9a-f]{16})\.\d+$/.exec(name);
-      if (m) out.add(BigInt(`0x${m[1]}`));
+      const dot = name.lastIndexOf('.');
+      const key = dot > 0 && /^\d+$/.test(name.slice(dot + 1)) ? parseKeyName(name.slice(0, dot)) : null;
+      if (key !== null) out.add(key);
     }
     return [...out];
   }
 
   /** Every object id stored here (not stale copies, not temporaries). */
   async list(): Promise<bigint[]> {
-    return (await this.objectFiles()).map(([, name]) => BigInt(`0x${name}`));
+    return (await this.objectFiles()).map(([, name]) => parseKeyName(name)!);
   }
 
   /** Removes every object and stale copy (cluster format). */

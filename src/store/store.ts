@@ -1,5 +1,7 @@
 // What a sheep needs from its disk. ObjectStore keeps objects in files (Sheepdog's layout); the simulator
 // swaps in an in-memory disk with injected faults. Errors are StoreErrors (NO_OBJ, NO_SPACE, EIO...).
+// Objects are named by store keys (strip-key.ts): an oid for a whole object, oid + strip index for an
+// erasure-coded strip file; list() and listStale() return keys.
 import type { StoreError } from './object-store.js';
 
 export interface WriteOptions {
