@@ -32,6 +32,8 @@ function portsInUse(): Set<number> {
  * client ports, and checked against the ports in use so parallel runs do not collide.
  */
 export function randomPortBase(): number {
+  // TEST_PORT_BASE pins the ports, and with them every placement, to reproduce a run.
+  if (process.env.TEST_PORT_BASE) return Number(process.env.TEST_PORT_BASE);
   const used = portsInUse();
   for (let attempt = 0; attempt < 100; attempt++) {
     const base = 20000 + Math.floor(Math.random() * 120) * 100;

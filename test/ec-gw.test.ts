@@ -56,7 +56,31 @@ async function write(v: EcVdi, offset: number, len: number, seed: number): Promi
 
 async function checkReads(v: EcVdi, what: string): Promise<void> {
   const got = await readVdi(c, v.vid, 0, VDI_SIZE);
-  assert.ok(got.equals(v.model), `${v.name}: whole VDI reads back (${what})`);
+  if (!got.equals(v.model)) {
+    let i = 0;
+    while (got[i] === v.model[i]) i++;
+    let j = got.length - 1;
+    while (got[j] === v.model[j]) j--;
+    const idx = Math.floor(i / OBJ);
+    const oid = vidToDataOid(v.vid, idx);
+    const hex = oidToHex(oid);
+    const enc = createCodec(v.d, v.p).encodeObject(v.model.subarray(idx * OBJ, (idx + 1) * OBJ));
+    const nodes = await nodeList(c);
+    const place = placeObject(buildVnodeRing(nodes.map(toRingNode)), oid, v.d + v.p).map((k) => nodes[k]!.nid.port - cluster.basePort);
+    const lines: string[] = [`placement ${place.join(',')}`];
+    for (const n of cluster.nodes) {
+      for (const sub of ['obj', 'obj/.stale']) {
+        let names: string[] = [];
+        try { names = readdirSync(join(n.dir, sub)); } catch { /* none */ }
+        for (const f of names.filter((f) => f.startsWith(`${hex}_`))) {
+          const k = Number(f.slice(17).split('.')[0]);
+          const ok = readFileSync(join(n.dir, sub, f)).equals(Buffer.from(enc[k]!));
+          lines.push(`node ${n.port - cluster.basePort} ${sub}/${f}: ${ok ? 'current' : 'OUTDATED'}`);
+        }
+      }
+    }
+    assert.unreachable(`${v.name}: whole VDI reads back (${what}): bytes ${i}..${j} differ (object ${idx}, base port ${cluster.basePort})\n${lines.join('\n')}`);
+  }
   // Small unaligned reads inside stripes and across objects.
   for (const [off, len] of [[1, 100], [OBJ - 700, 1400], [OBJ + 513, 4000], [3 * OBJ - 5, 10]] as const) {
     const part = await readVdi(c, v.vid, off, len);

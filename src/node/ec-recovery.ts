@@ -136,13 +136,22 @@ export async function rebuildStrip(sheep: Sheep, key: bigint, opts: { trustOwnLi
     if (live() >= ec.d) break;
     if (unsure) return { outcome: 'retry' }; // hear every live holder before trusting set-aside strips
   }
-  if (best[want]) return { outcome: 'rebuilt', data: best[want]!.data };
-  // Decode from the d freshest strips.
-  const order = best.map((f, i) => ({ f, i })).filter((x) => x.f !== null).sort((a, b) => b.f!.setAsideAt - a.f!.setAsideAt || a.i - b.i);
-  const found = order.length;
-  if (found < ec.d) return { outcome: 'short', found };
+  // Decode from the d freshest other strips, unless a set-aside copy of the strip itself is at least as
+  // fresh as the stalest of them: a copy is current up to the epoch it was set aside at, and an older one
+  // misses later writes (found by test/ec-gw: a strip set aside two epochs back was taken over a decode
+  // from three live strips and one set aside the epoch before).
+  const order = best
+    .map((f, i) => ({ f, i }))
+    .filter((x) => x.f !== null && x.i !== want)
+    .sort((a, b) => b.f!.setAsideAt - a.f!.setAsideAt || a.i - b.i)
+    .slice(0, ec.d);
+  const decodable = order.length >= ec.d;
+  const decodeFreshness = decodable ? Math.min(...order.map((x) => x.f!.setAsideAt)) : -1;
+  const own = best[want];
+  if (own && own.setAsideAt >= decodeFreshness) return { outcome: 'rebuilt', data: own.data };
+  if (!decodable) return { outcome: 'short', found: order.length };
   const strips: Array<Buffer | null> = new Array(n).fill(null);
-  for (const { f, i } of order.slice(0, ec.d)) strips[i] = f!.data;
+  for (const { f, i } of order) strips[i] = f!.data;
   const missing = [want];
   const rebuilt = len * ec.d > EC_INLINE_LIMIT ? await sheep.ecPool.reconstruct(ec.d, ec.p, strips, missing) : createCodec(ec.d, ec.p).reconstruct(strips, missing);
   const one = rebuilt[0]!;
