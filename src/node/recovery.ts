@@ -323,8 +323,15 @@ export class RecoveryWork {
     if (isStripKey(oid)) return this.pullStrip(oid);
     const size = sheep.objectSizeOf(oid);
     const sources = this.sources.get(oid) ?? sheep.members.filter((n) => !sheep.isSelf(n));
+    // Every member is asked, not only the nodes that listed the object: one that could not be listed (a
+    // partition) may hold the live copy, and neither a set-aside copy nor a returning node's copy may win
+    // while it is out of reach. (The simulator found a node recovering an outdated inode from a set-aside
+    // copy during a partition, seed 5, and two returning nodes agreeing on their outdated inode while the
+    // nodes with the current one could not be listed, seed 151.)
+    const everyone = [...sources, ...sheep.members.filter((n) => !sheep.isSelf(n) && n.nrVnodes > 0 && !sources.some((s) => s.nid.addr === n.nid.addr && s.nid.port === n.nid.port))];
     if (this.verify.has(oid)) {
-      const verdict = await this.verifyLocal(oid, sources);
+      const verdict = await this.verifyLocal(oid, everyone);
+      sheep.log('debug', `recovery: local copy of ${keyName(oid)}: ${verdict}`);
       if (verdict === 'keep') {
         this.verify.delete(oid);
         this.suspects.delete(oid);
@@ -340,10 +347,6 @@ export class RecoveryWork {
     // First a live copy from any holder. Set-aside (stale) copies may predate later writes, so they are
     // used only when every holder answered and none has a live copy: then the one set aside last.
     // (The simulator found an inode pulled from a stale copy while a live one existed: a lost index entry.)
-    // Every member is asked, not only the nodes that listed the object: one that could not be listed (a
-    // partition) may hold the live copy, and a set-aside copy must not win while it is out of reach.
-    // (The simulator found a node recovering an outdated inode from a set-aside copy during a partition.)
-    const everyone = [...sources, ...sheep.members.filter((n) => !sheep.isSelf(n) && !sources.some((s) => s.nid.addr === n.nid.addr && s.nid.port === n.nid.port))];
     let transient = false;
     // The newest epoch up to which a returning node's unverified copy was current (0: none answered so).
     let unverifiedUpTo = 0;
