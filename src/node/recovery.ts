@@ -248,7 +248,8 @@ export class RecoveryWork {
   /** Waits for an object still under recovery (pulling it now, ahead of the queue). */
   async waitFor(oid: bigint): Promise<void> {
     while (this.preparing) await this.preparing; // a newer epoch may begin while we wait
-    if (this.unlistedEpoch === this.epoch && !this.pending.has(oid) && !this.inFlight.has(oid)) await this.wantIfMissing(oid, null);
+    // (unlistedEpoch 0: every node was listed, or no job ran yet; nothing to look for on demand then.)
+    if (this.unlistedEpoch !== 0 && this.unlistedEpoch === this.epoch && !this.pending.has(oid) && !this.inFlight.has(oid)) await this.wantIfMissing(oid, null);
     if (!this.pending.has(oid) && !this.inFlight.has(oid)) return;
     await this.recover(oid);
   }
