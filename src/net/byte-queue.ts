@@ -12,16 +12,18 @@ export class ByteQueue {
     this.length += b.length;
   }
 
-  take(n: number): Buffer {
+  /** Consumes n bytes: a view when they lie in one chunk, else a copy (into `into` when given, n bytes long). */
+  take(n: number, into?: Buffer): Buffer {
     if (n === 0) return Buffer.alloc(0);
+    if (into && into.length !== n) throw new RangeError(`take(${n}): target buffer holds ${into.length} bytes`);
     const first = this.chunks[0]!;
     let out: Buffer;
-    if (first.length >= n) {
+    if (first.length >= n && !into) {
       out = first.subarray(0, n);
       if (first.length === n) this.chunks.shift();
       else this.chunks[0] = first.subarray(n);
     } else {
-      out = Buffer.allocUnsafe(n);
+      out = into ?? Buffer.allocUnsafe(n);
       let off = 0;
       while (off < n) {
         const c = this.chunks[0]!;

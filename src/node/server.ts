@@ -6,6 +6,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { Flag, SD_HEADER_SIZE } from '../proto/constants.js';
 import { decodeReqHeader, type ReqHeader } from '../proto/header.js';
 import { ByteQueue } from '../net/byte-queue.js';
+import { PayloadPool } from '../net/payload-pool.js';
 
 export interface IncomingRequest extends ReqHeader {
   readonly raw: Buffer;
@@ -28,6 +29,13 @@ export interface ServerHooks {
 /** Most requests one connection may have in flight before the server stops reading from it. */
 export const MAX_IN_FLIGHT_PER_CONNECTION = 256;
 
+/**
+ * Payloads of 1 MiB and more (object writes) land in reused buffers, returned once the request is answered:
+ * by then every peer the gateway forwarded it to has replied, so it has been sent in full (peer
+ * connections have no request timeout; a failed one is destroyed, which ends its writes).
+ */
+const payloads = new PayloadPool(1 << 20, 16);
+
 function serveConnection(socket: Socket, hooks: ServerHooks): void {
   socket.setNoDelay(true);
   const peer = `${socket.remoteAddress}:${socket.remotePort}`;
@@ -36,7 +44,7 @@ function serveConnection(socket: Socket, hooks: ServerHooks): void {
   let inFlight = 0;
   let paused = false;
 
-  const dispatch = (req: IncomingRequest) => {
+  const dispatch = (req: IncomingRequest, pooled: Buffer | null) => {
     inFlight++;
     if (inFlight >= MAX_IN_FLIGHT_PER_CONNECTION && !paused) {
       paused = true;
@@ -46,6 +54,7 @@ function serveConnection(socket: Socket, hooks: ServerHooks): void {
       .handle(req, peer)
       .then(
         (reply) => {
+          if (pooled && reply.data?.buffer !== pooled.buffer) payloads.release(pooled);
           if (socket.destroyed) return;
           if (reply.data && reply.data.length > 0) {
             socket.cork();
@@ -86,10 +95,11 @@ function serveConnection(socket: Socket, hooks: ServerHooks): void {
       }
       const len = header.flags & Flag.CMD_WRITE ? header.dataLength : 0;
       if (inbox.length < len) return;
-      const data = inbox.take(len);
+      const pooled = payloads.get(len);
+      const data = inbox.take(len, pooled ?? undefined);
       const req: IncomingRequest = { ...header, data };
       header = null;
-      dispatch(req);
+      dispatch(req, pooled);
     }
   });
   socket.on('error', () => socket.destroy());
