@@ -7,6 +7,7 @@ import { Flag, SD_HEADER_SIZE } from '../proto/constants.js';
 import { decodeReqHeader, type ReqHeader } from '../proto/header.js';
 import { ByteQueue } from '../net/byte-queue.js';
 import { PayloadPool } from '../net/payload-pool.js';
+import { tickCorkedWriter } from '../net/tick-cork.js';
 
 export interface IncomingRequest extends ReqHeader {
   readonly raw: Buffer;
@@ -40,6 +41,7 @@ function serveConnection(socket: Socket, hooks: ServerHooks): void {
   socket.setNoDelay(true);
   const peer = `${socket.remoteAddress}:${socket.remotePort}`;
   const inbox = new ByteQueue();
+  const send = tickCorkedWriter(socket);
   let header: (ReqHeader & { raw: Buffer }) | null = null;
   let inFlight = 0;
   let paused = false;
@@ -56,12 +58,8 @@ function serveConnection(socket: Socket, hooks: ServerHooks): void {
         (reply) => {
           if (pooled && reply.data?.buffer !== pooled.buffer) payloads.release(pooled);
           if (socket.destroyed) return;
-          if (reply.data && reply.data.length > 0) {
-            socket.cork();
-            socket.write(reply.header);
-            socket.write(reply.data);
-            socket.uncork();
-          } else socket.write(reply.header);
+          if (reply.data && reply.data.length > 0) send(reply.header, reply.data);
+          else send(reply.header);
         },
         (err) => {
           hooks.log('error', `request ${req.opcode.toString(16)} from ${peer} failed unexpectedly: ${(err as Error)?.stack ?? err}`);
