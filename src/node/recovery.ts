@@ -424,6 +424,7 @@ export class RecoveryWork {
 
   private async store(oid: bigint, size: number, data: Buffer): Promise<'done' | 'retry'> {
     if (!this.pending.has(oid)) return 'done'; // a client created it meanwhile
+    const epoch = this.epoch;
     try {
       await this.sheep.store.create(oid, size, data, 0);
     } catch (err) {
@@ -432,6 +433,10 @@ export class RecoveryWork {
     }
     this.suspects.delete(oid);
     this.verify.delete(oid);
+    // The next epoch began while the copy was being written and no longer places it here: it is set aside
+    // like the copies that epoch's job set aside when it began (found by the simulator, seed 109: a pull
+    // that completed just after the epoch change left a fourth replica).
+    if (this.epoch !== epoch && this.sheep.ownedKeyOf(keyOid(oid)) !== oid) await this.setAside(oid, this.epoch);
     return 'done';
   }
 
