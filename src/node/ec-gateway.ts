@@ -14,7 +14,7 @@ import { EC_INLINE_LIMIT } from '../ec/ec-pool.js';
 import { ecPolicy } from '../ec/policy.js';
 import { SD_EC_DATA_STRIPE_SIZE, joinStripes } from '../ec/strips.js';
 import { stripKey } from '../store/strip-key.js';
-import { isTransient, localRead, peerRequest, storeResult, withEpochRetry } from './gateway.js';
+import { isTransient, localRead, peerRequest, removeFromHolders, storeResult, withEpochRetry } from './gateway.js';
 import { SheepError, type Sheep } from './sheep.js';
 
 export interface EcParams {
@@ -203,30 +203,6 @@ export async function ecGatewayWrite(sheep: Sheep, oid: bigint, ec: EcParams, da
 
 /** Removes every strip of an EC object from its holders. */
 export async function ecGatewayRemove(sheep: Sheep, oid: bigint, ec: EcParams): Promise<void> {
-  await withEpochRetry(sheep, `ec remove ${oid.toString(16)}`, async () => {
-    const epoch = sheep.epoch;
-    const holders = sheep.placement(oid, ec.d + ec.p);
-    const codes = await Promise.all(
-      holders.map(async (node, i) => {
-        if (sheep.isSelf(node)) {
-          const key = stripKey(oid, i);
-          try {
-            await sheep.recovery.supersede(key);
-            await sheep.store.remove(key);
-            return Res.SUCCESS;
-          } catch (err) {
-            return storeResult(err);
-          }
-        }
-        const rsp = await peerRequest(sheep, node, { opcode: Op.REMOVE_PEER, obj: { oid, ecIndex: i, copyPolicy: ecPolicy(ec.d, ec.p) } });
-        return typeof rsp === 'number' ? rsp : rsp.result;
-      }),
-    );
-    const transient = codes.find(isTransient);
-    if (transient !== undefined) return { retry: transient };
-    const bad = codes.find((r) => r !== Res.SUCCESS && r !== Res.NO_OBJ);
-    if (bad !== undefined && sheep.epoch !== epoch) return { retry: Res.NEW_NODE_VER };
-    if (bad !== undefined) throw new SheepError(bad);
-    return undefined;
-  });
+  const copyPolicy = ecPolicy(ec.d, ec.p);
+  await removeFromHolders(sheep, `ec remove ${oid.toString(16)}`, () => sheep.placement(oid, ec.d + ec.p), (i) => ({ key: stripKey(oid, i), obj: { oid, ecIndex: i, copyPolicy } }));
 }

@@ -191,21 +191,35 @@ export async function gatewayFlush(sheep: Sheep): Promise<void> {
 export async function gatewayRemove(sheep: Sheep, oid: bigint, copies = 0, copyPolicy = 0): Promise<void> {
   const ec = sheep.ecOf(oid, copyPolicy);
   if (ec) return ecGatewayRemove(sheep, oid, ec);
-  await withEpochRetry(sheep, `remove ${oid.toString(16)}`, async () => {
+  await removeFromHolders(sheep, `remove ${oid.toString(16)}`, () => sheep.placement(oid, sheep.copiesOf(oid, copies)), () => ({ key: oid, obj: { oid } }));
+}
+
+/**
+ * Removes what `holders()` (the placement at the current epoch) keep: on node i, store key `what(i).key`
+ * here or `REMOVE_PEER` with `what(i).obj` elsewhere. A missing copy is no error; a dead peer or an epoch
+ * change repeats the removal on the new holders.
+ */
+export async function removeFromHolders(
+  sheep: Sheep,
+  what: string,
+  holders: () => SdNode[],
+  target: (i: number) => { key: bigint; obj: NonNullable<PeerInit['obj']> },
+): Promise<void> {
+  await withEpochRetry(sheep, what, async () => {
     const epoch = sheep.epoch;
-    const replicas = sheep.placement(oid, sheep.copiesOf(oid, copies));
     const results = await Promise.all(
-      replicas.map(async (node) => {
+      holders().map(async (node, i) => {
+        const { key, obj } = target(i);
         if (sheep.isSelf(node)) {
           try {
-            await sheep.recovery.supersede(oid);
-            await sheep.store.remove(oid);
+            await sheep.recovery.supersede(key);
+            await sheep.store.remove(key);
             return Res.SUCCESS;
           } catch (err) {
             return storeResult(err);
           }
         }
-        const rsp = await peerRequest(sheep, node, { opcode: Op.REMOVE_PEER, obj: { oid } });
+        const rsp = await peerRequest(sheep, node, { opcode: Op.REMOVE_PEER, obj });
         return typeof rsp === 'number' ? rsp : rsp.result;
       }),
     );
