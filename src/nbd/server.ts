@@ -2,6 +2,7 @@
 // handshake, structured replies, base:allocation block status, multi-conn). Each export is a
 // VdiDevice (QEMU sheepdog driver semantics) shared by all connections to it. Protocol:
 // NetworkBlockDevice doc/proto.md; what real clients send: /work/shared/notes/nbd-clients.md.
+import { tickCorkedWriter } from '../net/tick-cork.js';
 import { ByteQueue } from '../net/byte-queue.js';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { SheepTransport } from '../client/transport.js';
@@ -228,12 +229,15 @@ class NbdConnection {
   private resolveFinished!: () => void;
   readonly finished = new Promise<void>((r) => (this.resolveFinished = r));
   private readonly peer: string;
+  /** Replies completed in one event-loop turn leave in one writev. */
+  private readonly write: (...chunks: Uint8Array[]) => void;
 
   constructor(
     private readonly server: NbdServer,
     private readonly socket: Socket,
   ) {
     this.peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.write = tickCorkedWriter(socket);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err) => this.onClose(err.message));
     socket.on('close', () => this.onClose('connection closed'));
@@ -307,13 +311,7 @@ class NbdConnection {
 
   private send(...bufs: Buffer[]): void {
     if (this.phase === 'closed' || this.socket.destroyed) return;
-    if (bufs.length === 1) {
-      this.socket.write(bufs[0]!);
-      return;
-    }
-    this.socket.cork();
-    for (const b of bufs) this.socket.write(b);
-    this.socket.uncork();
+    this.write(...bufs);
   }
 
   // ---- handshake --------------------------------------------------------------------------------
