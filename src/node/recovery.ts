@@ -64,6 +64,8 @@ export class RecoveryWork {
    * at a time, and `intervalMs` between the pulls of each worker. Read live, so a change applies at once.
    */
   throttle = { maxExecCount: 0, intervalMs: 0 };
+  /** For the log: why the last pull of an object had to be retried. */
+  private readonly lastRefusal = new Map<bigint, string>();
   /** Local objects awaiting that check (part of `pending`). */
   private verify = new Set<bigint>();
 
@@ -305,6 +307,7 @@ export class RecoveryWork {
     while (this.pending.has(oid) && !this.halted) {
       const outcome = await this.tryPull(oid);
       if (outcome === 'done' || outcome === 'lost') {
+        this.lastRefusal.delete(oid);
         if (!this.pending.delete(oid)) return;
         if (outcome === 'done') this.done++;
         else {
@@ -313,7 +316,7 @@ export class RecoveryWork {
         }
         return;
       }
-      if (delay >= 2000) sheep.log('debug', `recovery: ${oid.toString(16).padStart(16, '0')} still not recovered (${this.verify.has(oid) ? 'local copy unverified' : 'no holder answered'}): retrying`);
+      if (delay >= 2000) sheep.log('debug', `recovery: ${keyName(oid)} still not recovered (${this.verify.has(oid) ? 'local copy unverified' : 'no holder answered'}; ${this.lastRefusal.get(oid) ?? '-'}): retrying`);
       await sheep.clock.sleep(delay);
       delay = Math.min(delay * 2, 2000);
     }
@@ -351,6 +354,7 @@ export class RecoveryWork {
     let transient = false;
     // The newest epoch up to which a returning node's unverified copy was current (0: none answered so).
     let unverifiedUpTo = 0;
+    let unverifiedAt = '';
     const staleOk: SdNode[] = [];
     for (const node of everyone) {
       try {
@@ -362,16 +366,19 @@ export class RecoveryWork {
         }
         if (r.result === UNVERIFIED) {
           unverifiedUpTo = Math.max(unverifiedUpTo, Number(readObjRsp(r.raw).offset) || 1);
+          unverifiedAt = `${node.nid.addr}:${node.nid.port}`;
           staleOk.push(node);
           continue;
         }
         if (r.result !== Res.SUCCESS) {
           transient = true;
+          this.lastRefusal.set(oid, `${node.nid.addr}:${node.nid.port} answered 0x${r.result.toString(16)}`);
           continue;
         }
         return await this.store(oid, size, r.data);
       } catch (err) {
         transient = true;
+        this.lastRefusal.set(oid, `${node.nid.addr}:${node.nid.port} unreachable`);
         sheep.log('warn', `recovery: pulling ${oid.toString(16)} from ${node.nid.addr}:${node.nid.port} failed: ${(err as Error).message}`);
       }
     }
@@ -381,18 +388,26 @@ export class RecoveryWork {
       try {
         const c = await sheep.peers.get(node.nid.addr, node.nid.port);
         const r = await c.request({ opcode: Op.READ_PEER, flags: Flag.CMD_RECOVERY | Flag.CMD_WILDCARD, dataLength: size, epoch: sheep.epoch, obj: { oid } });
-        if (r.result === Res.NO_OBJ) continue;
-        if (r.result !== Res.SUCCESS) return 'retry';
+        // UNVERIFIED: a returning node's copy, already weighed above (unverifiedUpTo).
+        if (r.result === Res.NO_OBJ || r.result === UNVERIFIED) continue;
+        if (r.result !== Res.SUCCESS) {
+          this.lastRefusal.set(oid, `${node.nid.addr}:${node.nid.port} answered 0x${r.result.toString(16)} for set-aside copies`);
+          return 'retry';
+        }
         const setAside = Number(readObjRsp(r.raw).offset);
         if (!best || setAside > best.epoch) best = { epoch: setAside, data: r.data };
       } catch {
+        this.lastRefusal.set(oid, `${node.nid.addr}:${node.nid.port} unreachable for set-aside copies`);
         return 'retry';
       }
     }
     // Returning nodes whose copies are as new as any set-aside one decide among themselves (verifyLocal);
     // a set-aside copy newer than all of them wins over them (found by the simulator, seed 14: three
     // returning holders each waited for the others' verdict while the current copy sat set aside).
-    if (unverifiedUpTo > 0 && (!best || best.epoch <= unverifiedUpTo)) return 'retry';
+    if (unverifiedUpTo > 0 && (!best || best.epoch <= unverifiedUpTo)) {
+      this.lastRefusal.set(oid, `an unverified copy (${unverifiedAt}, member until epoch ${unverifiedUpTo}) is as new as any set-aside one (${best?.epoch ?? 'none'})`);
+      return 'retry';
+    }
     if (best) {
       // Only set-aside copies left: the object moved on (recover it), or it was freed since (leave it).
       if (isDataObj(oid) && !(await stillReferenced(sheep, oidToVid(oid), dataOidIndex(oid), 0).catch(() => true))) {
@@ -522,7 +537,13 @@ export class RecoveryWork {
     }
     if (nodes.length === 0 && this.epoch === epoch) {
       this.unlistedEpoch = 0;
+      this.suspectLocal = false;
       sheep.log('info', `recovery: epoch ${epoch}: every node listed`);
+      // Unverified copies nobody else lists are settled now, as a complete listing would have (found by
+      // the simulator, seed 149: a returning node kept the unverified copy of an object freed meanwhile,
+      // and the other holders waited for its verdict forever).
+      const lone = (await sheep.store.list()).filter((key) => this.suspects.has(key) && !this.pending.has(key) && !this.inFlight.has(key) && this.owns(key));
+      if (lone.length > 0) void this.settleLoneCopies(epoch, lone);
     }
   }
 
