@@ -671,15 +671,19 @@ async function getVdiAttr(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise
 
 async function delVdi(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<Reply> {
   const found = await lookupFromRequest(sheep, req);
-  await sheep.clusterOp(async (seq) => {
-    const oid = vidToVdiOid(found.vid);
+  // The delete is decided first, then the inode header is wiped (Sheepdog wipes it, once the client has
+  // cleared every index entry, before deciding). Wiping first, a gateway that died part-way left the name
+  // on some inode replicas only, with the VDI not deleted: the client's retry could then find no VDI by
+  // that name (simulator seeds 27 and 63). Now every node, applying the delete, wipes its own copy of an
+  // empty inode's header (Sheep.sweepDeletedData), and this wipe through the gateway is a courtesy.
+  await sheep.clusterOp(async (seq) => ({ msg: { op: 'del_vdi', origin: sheep.selfId, seq, vid: found.vid } }));
+  const oid = vidToVdiOid(found.vid);
+  try {
     const index = await gatewayRead(sheep, oid, SD_INODE_DATA_VDI_ID_OFFSET, 4 * 2 ** 20);
-    // Sheepdog wipes the inode only once the client has cleared every index entry.
-    if (index.every((b) => b === 0)) {
-      await gatewayWrite(sheep, oid, Buffer.alloc(SD_INODE_HEADER_SIZE), 0, false);
-    }
-    return { msg: { op: 'del_vdi', origin: sheep.selfId, seq, vid: found.vid } };
-  });
+    if (index.every((b) => b === 0)) await gatewayWrite(sheep, oid, Buffer.alloc(SD_INODE_HEADER_SIZE), 0, false);
+  } catch (err) {
+    sheep.log('warn', `delete of ${found.vid.toString(16)}: wiping its inode header failed (${(err as Error).message}); the nodes wipe their own copies`);
+  }
   return rsp({ result: ok, vdi: { vdiId: found.vid } });
 }
 

@@ -264,6 +264,16 @@ function normalized(b: Buffer): Buffer {
   return b.subarray(0, end);
 }
 
+/** For the report: where two copies first differ, and how far the difference reaches. */
+function firstDifference(a: Buffer, b: Buffer): string {
+  const n = Math.max(a.length, b.length);
+  let i = 0;
+  while (i < n && a[i] === b[i]) i++;
+  let j = n - 1;
+  while (j > i && a[j] === b[j]) j--;
+  return `bytes ${i}..${j}`;
+}
+
 /** After recovery every object is on exactly its placement's nodes, byte-identical. */
 async function checkReplicas(world: World): Promise<InvariantViolation | null> {
   const sheep = world.nodes[0]!.current!.sheep;
@@ -279,8 +289,9 @@ async function checkReplicas(world: World): Promise<InvariantViolation | null> {
     }
     const first = normalized(byId.get(want[0]!)!.disk.objects.get(oid)!.data);
     for (const id of want.slice(1)) {
-      if (!normalized(byId.get(id)!.disk.objects.get(oid)!.data).equals(first)) {
-        return new InvariantViolation('replicas are byte-identical', `${oidHex} differs between ${want[0]} and ${id}`);
+      const other = normalized(byId.get(id)!.disk.objects.get(oid)!.data);
+      if (!other.equals(first)) {
+        return new InvariantViolation('replicas are byte-identical', `${oidHex} differs between ${want[0]} and ${id} (${firstDifference(first, other)})`);
       }
     }
   }
