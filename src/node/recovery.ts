@@ -13,6 +13,8 @@ import { rebuildStrip } from './ec-recovery.js';
 
 const PROGRESS_EVERY = 16;
 
+const nodeId = (n: SdNode): string => `${n.nid.addr}:${n.nid.port}`;
+
 /**
  * Answer to a recovery GET_HASH or READ_PEER for a copy this node has not verified since it came back
  * (Sheepdog's SD_RES_STARTUP, "not ready yet"); a GET_HASH answer carries the node's last epoch before
@@ -302,12 +304,19 @@ export class RecoveryWork {
    * partition healed: the pull had failed once and nothing ever tried again.)
    */
   private async pull(oid: bigint): Promise<void> {
+    try {
+      await this.pullUntilSettled(oid);
+    } finally {
+      this.lastRefusal.delete(oid);
+    }
+  }
+
+  private async pullUntilSettled(oid: bigint): Promise<void> {
     const sheep = this.sheep;
     let delay = 50;
     while (this.pending.has(oid) && !this.halted) {
       const outcome = await this.tryPull(oid);
       if (outcome === 'done' || outcome === 'lost') {
-        this.lastRefusal.delete(oid);
         if (!this.pending.delete(oid)) return;
         if (outcome === 'done') this.done++;
         else {
@@ -332,7 +341,8 @@ export class RecoveryWork {
     // while it is out of reach. (The simulator found a node recovering an outdated inode from a set-aside
     // copy during a partition, seed 5, and two returning nodes agreeing on their outdated inode while the
     // nodes with the current one could not be listed, seed 151.)
-    const everyone = [...sources, ...sheep.members.filter((n) => !sheep.isSelf(n) && n.nrVnodes > 0 && !sources.some((s) => s.nid.addr === n.nid.addr && s.nid.port === n.nid.port))];
+    const listed = new Set(sources.map(nodeId));
+    const everyone = [...sources, ...sheep.members.filter((n) => !sheep.isSelf(n) && n.nrVnodes > 0 && !listed.has(nodeId(n)))];
     if (this.verify.has(oid)) {
       const verdict = await this.verifyLocal(oid, everyone);
       sheep.log('debug', `recovery: local copy of ${keyName(oid)}: ${verdict}`);
@@ -451,7 +461,7 @@ export class RecoveryWork {
     // The next epoch began while the copy was being written and no longer places it here: it is set aside
     // like the copies that epoch's job set aside when it began (found by the simulator, seed 109: a pull
     // that completed just after the epoch change left a fourth replica).
-    if (this.epoch !== epoch && this.sheep.ownedKeyOf(keyOid(oid)) !== oid) await this.setAside(oid, this.epoch);
+    if (this.epoch !== epoch && !this.owns(oid)) await this.setAside(oid, this.epoch);
     return 'done';
   }
 

@@ -864,9 +864,12 @@ export class Sheep {
    */
   private async wipeDeletedInodeHeader(oid: bigint): Promise<void> {
     if (this.recovery.isSuspect(oid) || this.recovery.isPending(oid)) return;
-    const name = await this.store.read(oid, 0, 1);
-    if (name[0] === 0) return;
-    const index = await this.store.read(oid, SD_INODE_DATA_VDI_ID_OFFSET, 4 * 2 ** 20);
+    const header = decodeInodeHeader(await this.store.read(oid, 0, SD_INODE_HEADER_SIZE));
+    if (header.name === '') return;
+    // Only the entries of the VDI's own objects can be set (its size bounds them).
+    const objectBytes = 2 ** (header.blockSizeShift || SD_DEFAULT_BLOCK_SIZE_SHIFT);
+    const entries = Math.min(2 ** 20, Math.ceil(Number(header.vdiSize) / objectBytes));
+    const index = await this.store.read(oid, SD_INODE_DATA_VDI_ID_OFFSET, 4 * entries);
     if (index.some((b) => b !== 0)) return;
     await this.store.write(oid, Buffer.alloc(SD_INODE_HEADER_SIZE), 0);
     this.log('debug', `wiped the header of deleted ${oid.toString(16)}`);
