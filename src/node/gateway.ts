@@ -195,8 +195,8 @@ export async function gatewayRemove(sheep: Sheep, oid: bigint, copies = 0, copyP
 }
 
 /**
- * Removes what `holders()` (the placement at the current epoch) keep: on node i, store key `what(i).key`
- * here or `REMOVE_PEER` with `what(i).obj` elsewhere. A missing copy is no error; a dead peer or an epoch
+ * Removes what `holders()` (the placement at the current epoch) keep: on node i, store key `target(i).key`
+ * here or `REMOVE_PEER` with `target(i).obj` elsewhere. A missing copy is no error; a dead peer or an epoch
  * change repeats the removal on the new holders.
  */
 export async function removeFromHolders(
