@@ -501,6 +501,7 @@ export class RecoveryWork {
     if (newest === 'retry') return 'retry';
     if (newest > this.lastEpochBeforeReturn) return 'replace';
     unverified.sort((a, b) => b.lastEpoch - a.lastEpoch || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    sheep.log('debug', `recovery: ${keyName(oid)}: no verified copy; newest set aside at ${newest}; unverified ${unverified.map((u) => `${u.id}@${u.lastEpoch}`).join(' ')}`);
     return unverified[0]!.id === sheep.selfId ? 'keep' : 'retry';
   }
 
