@@ -8,6 +8,8 @@ import { ByteQueue } from '../src/net/byte-queue.js';
 import { PayloadPool } from '../src/net/payload-pool.js';
 import { ObjectStore, StoreError } from '../src/store/object-store.js';
 import { removeDir, tempDir, timed } from './helpers.js';
+import { decodeUnverified, encodeUnverified, readUnverifiedFile, writeUnverifiedFile } from '../src/node/cluster-state.js';
+import { existsSync } from 'node:fs';
 
 test('PayloadPool: small sizes are not pooled; released buffers are reused, up to the limit per size', timed(() => {
   const pool = new PayloadPool(1024, 2);
@@ -80,5 +82,24 @@ async function assertNoObj(p: Promise<unknown>): Promise<void> {
   }
   assert.unreachable('expected NO_OBJ');
 }
+
+test('DIR/unverified: round trip (strip keys too), damaged lines skipped, removed when empty', timed(async () => {
+  const copies = new Map<bigint, number>([
+    [0x803e791900000000n, 13],
+    [(3n << 64n) | 0x003e791900000002n, 7],
+  ]);
+  assert.equal(decodeUnverified(encodeUnverified(copies)), copies);
+  assert.equal(decodeUnverified('zz 1\n80 x\n\n00ab 4\n'), new Map([[0xabn, 4]]));
+  const dir = tempDir('sheep-unverified-');
+  try {
+    assert.equal(await readUnverifiedFile(dir), new Map());
+    await writeUnverifiedFile(dir, copies);
+    assert.equal(await readUnverifiedFile(dir), copies);
+    await writeUnverifiedFile(dir, new Map());
+    assert.not.ok(existsSync(join(dir, 'unverified')));
+  } finally {
+    removeDir(dir);
+  }
+}));
 
 test.run();

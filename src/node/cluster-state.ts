@@ -1,6 +1,6 @@
 // What every node of a cluster agrees on, changed only by totally ordered cluster events: the format
 // (ctime, copies, flags, block size), the epoch and its member lists, and the VDI bitmaps.
-import { readFile, writeFile, mkdir, readdir, rename } from 'node:fs/promises';
+import { readFile, writeFile, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClusterStatus, SD_DEFAULT_BLOCK_SIZE_SHIFT, SD_NR_VDIS, SD_VDI_BITMAP_SIZE } from '../proto/constants.js';
 import { decodeSdNodes, encodeSdNodes, type SdNode } from '../proto/structs.js';
@@ -145,3 +145,41 @@ export interface ClusterFormat {
 export const UNFORMATTED: ClusterFormat = { ctime: 0n, copies: 3, copyPolicy: 0, flags: 0, blockSizeShift: SD_DEFAULT_BLOCK_SIZE_SHIFT, store: 'plain' };
 
 export type StatusCode = (typeof ClusterStatus)[keyof typeof ClusterStatus];
+
+// ---- DIR/unverified: copies unverified since the node came back, a line "<key hex> <epoch>" each ----
+
+const UNVERIFIED_FILE = 'unverified';
+
+export function encodeUnverified(copies: ReadonlyMap<bigint, number>): string {
+  return [...copies].map(([key, epoch]) => `${key.toString(16)} ${epoch}\n`).join('');
+}
+
+/** Lines that do not parse are skipped: the file only ever makes copies look older, never newer. */
+export function decodeUnverified(text: string): Map<bigint, number> {
+  const out = new Map<bigint, number>();
+  for (const line of text.split('\n')) {
+    const m = /^([0-9a-f]{1,40}) (\d{1,10})$/.exec(line);
+    if (m) out.set(BigInt(`0x${m[1]}`), Number(m[2]));
+  }
+  return out;
+}
+
+export async function readUnverifiedFile(dir: string): Promise<Map<bigint, number>> {
+  try {
+    return decodeUnverified(await readFile(join(dir, UNVERIFIED_FILE), 'utf8'));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
+    throw err;
+  }
+}
+
+/** Replaced atomically; removed when empty. */
+export async function writeUnverifiedFile(dir: string, copies: ReadonlyMap<bigint, number>): Promise<void> {
+  const path = join(dir, UNVERIFIED_FILE);
+  if (copies.size === 0) {
+    await rm(path, { force: true });
+    return;
+  }
+  await writeFile(`${path}.tmp`, encodeUnverified(copies));
+  await rename(`${path}.tmp`, path);
+}

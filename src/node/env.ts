@@ -8,7 +8,7 @@ import type { SheepTransport } from '../client/transport.js';
 import type { SdNode } from '../proto/structs.js';
 import { MultiDiskStore } from '../store/md.js';
 import type { Store } from '../store/store.js';
-import { readConfig, readEpochFiles, writeConfig, writeEpochFile, type NodeConfig } from './cluster-state.js';
+import { readConfig, readEpochFiles, readUnverifiedFile, writeConfig, writeEpochFile, writeUnverifiedFile, type NodeConfig } from './cluster-state.js';
 import { PeerPool } from './peers.js';
 
 export interface NodeClock {
@@ -27,6 +27,13 @@ export interface NodeMeta {
   writeConfig(c: NodeConfig): Promise<void>;
   writeEpochFile(epoch: number, nodes: readonly SdNode[], time: bigint): Promise<void>;
   readEpochFiles(): Promise<Map<number, { nodes: SdNode[]; time: bigint }>>;
+  /**
+   * Copies this node holds unverified since it came back, with the epoch up to which each is known
+   * current (DIR/unverified). Kept across restarts: a copy still unverified when the node stopped must
+   * not be taken, at the next start, for one as current as the node's last epoch.
+   */
+  readUnverified(): Promise<Map<bigint, number>>;
+  writeUnverified(copies: ReadonlyMap<bigint, number>): Promise<void>;
 }
 
 export interface PeerConnection extends SheepTransport {
@@ -72,6 +79,8 @@ export function fileMeta(dir: string): NodeMeta {
     writeConfig: (c) => writeConfig(dir, c),
     writeEpochFile: (e, nodes, time) => writeEpochFile(dir, e, nodes, time),
     readEpochFiles: () => readEpochFiles(dir),
+    readUnverified: () => readUnverifiedFile(dir),
+    writeUnverified: (copies) => writeUnverifiedFile(dir, copies),
   };
 }
 

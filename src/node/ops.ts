@@ -164,8 +164,8 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
       const key = sheep.storeKeyOf(o.oid, o.ecIndex, o.copyPolicy);
       if (req.opcode === Op.READ_PEER && req.flags & Flag.CMD_RECOVERY) {
         // Recovery reads take any copy this node has, current or stale, whatever the epoch,
-        // unless the copy is unverified since this node came back: then the last epoch it was a member of.
-        if (sheep.recovery.isSuspect(key)) return rsp({ result: UNVERIFIED, obj: { offset: BigInt(sheep.recovery.lastEpochBeforeReturn) } });
+        // unless the copy is unverified since this node came back: then the epoch up to which it is current.
+        if (sheep.recovery.isSuspect(key)) return rsp({ result: UNVERIFIED, obj: { offset: BigInt(sheep.recovery.suspectEpoch(key)) } });
         const size = Math.min(req.dataLength, sheep.storeSizeOf(key));
         // Live copies only, unless the puller found none anywhere and asks for set-aside ones (WILDCARD):
         // then the newest stale copy, with the epoch it was set aside at (obj.offset), so the puller can
@@ -412,7 +412,7 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
       // For recovery only a verified copy is a reference (see RecoveryWork.isSuspect).
       if (req.flags & Flag.CMD_RECOVERY && sheep.recovery.isSuspect(key)) {
         const body = Buffer.alloc(20);
-        body.writeUInt32LE(sheep.recovery.lastEpochBeforeReturn, 0);
+        body.writeUInt32LE(sheep.recovery.suspectEpoch(key), 0);
         return rsp({ result: UNVERIFIED, hash: { digest: body } });
       }
       const size = sheep.storeSizeOf(key);

@@ -54,9 +54,18 @@ export class RecoveryWork {
    * node does not own at the first epoch after its return may become its own later, and must be checked
    * then (found by the simulator, seed 6: a stale copy served after a second membership change).
    */
-  private readonly suspects = new Set<bigint>();
-  /** The last epoch this node was a member of before it came back (decides between unverified copies). */
+  /**
+   * Per unverified copy, the epoch up to which it is known current: the last epoch this node was a member
+   * of before it came back, or, for a copy that was already unverified then (kept in DIR/unverified across
+   * restarts), the epoch of that earlier return. Decides between unverified copies (simulator seed 186: a
+   * copy left unverified by a crash counted as current up to the next return, won, and an acknowledged
+   * write was lost).
+   */
+  private readonly suspects = new Map<bigint, number>();
+  /** The last epoch this node was a member of before it came back. */
   lastEpochBeforeReturn = 0;
+  /** `suspects` changed since it was last saved to DIR/unverified. */
+  private suspectsDirty = false;
   /** The epoch whose object list is still missing some nodes (0: none). */
   private unlistedEpoch = 0;
   /** The node is stopping: retries end. */
@@ -73,12 +82,39 @@ export class RecoveryWork {
 
   constructor(private readonly sheep: Sheep) {}
 
-  /** This node came back after missing epochs: all its copies are unverified until checked. */
-  markSuspect(local: readonly bigint[], lastEpoch: number): void {
+  /**
+   * This node came back after missing epochs: all its copies are unverified until checked. Copies that
+   * were unverified already (in memory, or on disk from before a restart) keep their older epoch.
+   */
+  async markSuspect(local: readonly bigint[], lastEpoch: number): Promise<void> {
+    const saved = await this.sheep.meta.readUnverified().catch(() => new Map<bigint, number>());
     if (local.length === 0) return;
     this.suspectLocal = true;
     this.lastEpochBeforeReturn = Math.max(this.lastEpochBeforeReturn, lastEpoch);
-    for (const oid of local) this.suspects.add(oid);
+    for (const key of local) this.suspects.set(key, Math.min(this.suspects.get(key) ?? lastEpoch, saved.get(key) ?? lastEpoch));
+    this.suspectsDirty = true;
+    await this.saveSuspects();
+  }
+
+  /** The epoch up to which an unverified copy is known current (0: the copy is not unverified). */
+  suspectEpoch(key: bigint): number {
+    return this.suspects.get(key) ?? 0;
+  }
+
+  /** Writes DIR/unverified when the set changed (at a return, and after each job). */
+  async saveSuspects(): Promise<void> {
+    if (!this.suspectsDirty) return;
+    this.suspectsDirty = false;
+    try {
+      await this.sheep.meta.writeUnverified(this.suspects);
+    } catch (err) {
+      this.suspectsDirty = true;
+      this.sheep.log('warn', `recovery: cannot save the list of unverified copies: ${(err as Error).message}`);
+    }
+  }
+
+  private unsuspect(key: bigint): void {
+    if (this.suspects.delete(key)) this.suspectsDirty = true;
   }
 
   /**
@@ -264,7 +300,7 @@ export class RecoveryWork {
    */
   private async setAside(oid: bigint, epoch: number): Promise<void> {
     await this.sheep.store.moveToStale(oid, epoch).catch(() => undefined);
-    this.suspects.delete(oid);
+    this.unsuspect(oid);
     this.verify.delete(oid);
   }
 
@@ -276,7 +312,7 @@ export class RecoveryWork {
   /** The object is garbage: recovery stops wanting it (a pull in flight ends at its next step). */
   forget(oid: bigint): void {
     this.pending.delete(oid);
-    this.suspects.delete(oid);
+    this.unsuspect(oid);
     this.verify.delete(oid);
   }
 
@@ -286,7 +322,7 @@ export class RecoveryWork {
     const p = this.inFlight.get(oid);
     if (p) await p.catch(() => undefined);
     this.pending.delete(oid);
-    this.suspects.delete(oid); // replaced (or removed) as a whole by a client
+    this.unsuspect(oid); // replaced (or removed) as a whole by a client
   }
 
   private recover(oid: bigint): Promise<void> {
@@ -348,13 +384,13 @@ export class RecoveryWork {
       sheep.log('debug', `recovery: local copy of ${keyName(oid)}: ${verdict}`);
       if (verdict === 'keep') {
         this.verify.delete(oid);
-        this.suspects.delete(oid);
+        this.unsuspect(oid);
         return 'done';
       }
       if (verdict === 'retry') return 'retry';
       if (verdict === 'freed') {
         this.verify.delete(oid);
-        this.suspects.delete(oid);
+        this.unsuspect(oid);
         return 'done';
       }
     }
@@ -441,7 +477,7 @@ export class RecoveryWork {
     if (r.outcome === 'short' && unverified) {
       this.sheep.log('info', `recovery: ${keyName(key)}: too few other strips to check against: local strip kept`);
       this.verify.delete(key);
-      this.suspects.delete(key);
+      this.unsuspect(key);
       return 'done';
     }
     return r.outcome === 'retry' ? 'retry' : 'lost';
@@ -456,7 +492,7 @@ export class RecoveryWork {
       this.sheep.log('warn', `recovery: storing ${oid.toString(16).padStart(16, '0')} failed: ${(err as Error).message}`);
       return 'retry'; // e.g. the disk is full for now
     }
-    this.suspects.delete(oid);
+    this.unsuspect(oid);
     this.verify.delete(oid);
     // The next epoch began while the copy was being written and no longer places it here: it is set aside
     // like the copies that epoch's job set aside when it began (found by the simulator, seed 109: a pull
@@ -472,7 +508,8 @@ export class RecoveryWork {
    */
   private async verifyLocal(oid: bigint, sources: SdNode[]): Promise<'keep' | 'replace' | 'retry' | 'freed'> {
     const sheep = this.sheep;
-    const unverified: Array<{ id: string; lastEpoch: number }> = [{ id: sheep.selfId, lastEpoch: this.lastEpochBeforeReturn }];
+    const mine = this.suspectEpoch(oid) || this.lastEpochBeforeReturn;
+    const unverified: Array<{ id: string; lastEpoch: number }> = [{ id: sheep.selfId, lastEpoch: mine }];
     let transient = false;
     for (const node of sources) {
       try {
@@ -499,7 +536,7 @@ export class RecoveryWork {
     // that stayed may all have moved the object on, and set it aside, while we were away).
     const newest = await this.newestSetAside(oid, sources);
     if (newest === 'retry') return 'retry';
-    if (newest > this.lastEpochBeforeReturn) return 'replace';
+    if (newest > mine) return 'replace';
     unverified.sort((a, b) => b.lastEpoch - a.lastEpoch || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     sheep.log('debug', `recovery: ${keyName(oid)}: no verified copy; newest set aside at ${newest}; unverified ${unverified.map((u) => `${u.id}@${u.lastEpoch}`).join(' ')}`);
     return unverified[0]!.id === sheep.selfId ? 'keep' : 'retry';
@@ -574,10 +611,10 @@ export class RecoveryWork {
           sheep.log('info', `recovery: ${oid.toString(16).padStart(16, '0')} was freed while this node was away: removed`);
           await sheep.store.remove(oid);
         }
-        this.suspects.delete(oid);
+        this.unsuspect(oid);
       } catch (err) {
         sheep.log('warn', `recovery: cannot tell whether ${oid.toString(16).padStart(16, '0')} is still used: ${(err as Error).message}`);
-        if (!(await sheep.store.exists(oid).catch(() => true))) this.suspects.delete(oid); // gone meanwhile
+        if (!(await sheep.store.exists(oid).catch(() => true))) this.unsuspect(oid); // gone meanwhile
       }
     }
   }
@@ -611,6 +648,7 @@ export class RecoveryWork {
   /** After a job: copies this node holds but no longer owns go to obj/.stale (still served to recovery). */
   async finish(epoch: number): Promise<void> {
     const sheep = this.sheep;
+    await this.saveSuspects();
     if (this.epoch !== epoch || this.pending.size > 0) return;
     for (const key of await sheep.store.list()) {
       if (this.owns(key)) continue;

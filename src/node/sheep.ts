@@ -519,7 +519,7 @@ export class Sheep {
           // Joining a running cluster after missing epochs: our copies are unverified. (Joining a cluster that
           // waits after a full stop, the resume decides that; until then our copies must stay readable, as
           // the resume rebuilds the VDI state from them.)
-          if (wasFormatted && msg.state.status === ClusterStatus.OK) this.recovery.markSuspect(await this.store.list(), Math.max(0, ...this.diskEpochs.keys()));
+          if (wasFormatted && msg.state.status === ClusterStatus.OK) await this.recovery.markSuspect(await this.store.list(), Math.max(0, ...this.diskEpochs.keys()));
           await this.installState(msg.state);
           // Membership changes the sender applied before sending its state are in the state's epochs, and our
           // member list (hence the ring) must follow them too (found by the simulator, seed 6: a node that
@@ -768,7 +768,7 @@ export class Sheep {
   private async applyResume(msg: Extract<ClusterMsg, { op: 'resume' }>): Promise<void> {
     if (this.status !== ClusterStatus.WAIT || this.format.ctime === 0n) return;
     const myEpoch = Math.max(0, ...this.diskEpochs.keys());
-    if (myEpoch < msg.epoch) this.recovery.markSuspect(await this.store.list(), myEpoch);
+    if (myEpoch < msg.epoch) await this.recovery.markSuspect(await this.store.list(), myEpoch);
     this.epochs.clear();
     for (const [e, nodes, t] of msg.epochs) this.epochs.set(e, { nodes: nodes.map((n) => decodeSdNode(Buffer.from(n))), time: BigInt(t) });
     this.epoch = msg.epoch;

@@ -5,7 +5,7 @@
 import { StoreError } from '../store/object-store.js';
 import type { Store } from '../store/store.js';
 import type { NodeMeta } from '../node/env.js';
-import { encodeConfig, decodeConfig, type NodeConfig } from '../node/cluster-state.js';
+import { decodeConfig, decodeUnverified, encodeConfig, encodeUnverified, type NodeConfig } from '../node/cluster-state.js';
 import { decodeSdNodes, encodeSdNodes, type SdNode } from '../proto/structs.js';
 import type { Rng } from './rng.js';
 import type { IncarnationClock } from './scheduler.js';
@@ -31,6 +31,8 @@ export class SimDisk {
   readonly stale = new Map<string, { oid: bigint; epoch: number; data: Buffer }>();
   config: Buffer | null = null;
   readonly epochFiles = new Map<number, Buffer>();
+  /** DIR/unverified (survives crashes, like the rest of the disk). */
+  unverified = '';
   readonly faults: DiskFaults;
   /** Debug trace of object creations, removals and moves (the text log at level 7). */
   trace: ((what: string) => void) | null = null;
@@ -257,6 +259,15 @@ class SimMeta implements NodeMeta {
     encodeSdNodes(nodes, body, 0);
     body.writeBigUInt64LE(time, nodes.length * 80);
     return complete(this.disk, this.clock, () => void this.disk.epochFiles.set(epoch, body));
+  }
+
+  readUnverified(): Promise<Map<bigint, number>> {
+    return complete(this.disk, this.clock, () => decodeUnverified(this.disk.unverified));
+  }
+
+  writeUnverified(copies: ReadonlyMap<bigint, number>): Promise<void> {
+    const text = encodeUnverified(copies);
+    return complete(this.disk, this.clock, () => void (this.disk.unverified = text));
   }
 
   readEpochFiles(): Promise<Map<number, { nodes: SdNode[]; time: bigint }>> {
