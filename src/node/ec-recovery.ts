@@ -13,6 +13,7 @@ import { StoreError } from '../store/object-store.js';
 import { keyOid, keyStripIndex, stripKey } from '../store/strip-key.js';
 import type { Sheep } from './sheep.js';
 import { readObjRsp } from '../proto/header.js';
+import { LIVE_COPY } from './recovery.js';
 
 /** How many epochs back strip holders are looked for (older ones have set their strips aside long ago). */
 const MAX_EPOCHS_BACK = 16;
@@ -95,7 +96,8 @@ async function readStrip(sheep: Sheep, c: Candidate, oid: bigint, len: number, s
     const r = await peer.request({ opcode: Op.READ_PEER, flags, dataLength: len, epoch: sheep.epoch, obj: { oid, ecIndex: c.index, copyPolicy: ecPolicy(d, p) } });
     if (r.result === Res.NO_OBJ) return null;
     if (r.result !== Res.SUCCESS) return 'retry'; // e.g. an unverified strip of a returning node
-    const setAsideAt = setAside ? Number(readObjRsp(r.raw).offset) : Infinity;
+    const reported = Number(readObjRsp(r.raw).offset);
+    const setAsideAt = !setAside || reported === LIVE_COPY ? Infinity : reported;
     if (r.data.length >= len) return { data: r.data, setAsideAt };
     const out = Buffer.alloc(len);
     r.data.copy(out);

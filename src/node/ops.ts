@@ -31,7 +31,7 @@ import { StoreError } from '../store/object-store.js';
 import { mdInfoPayload, mdPlugUnplug } from './md-ops.js';
 import { keyName, keyOid } from '../store/strip-key.js';
 import { ecFromPolicy } from '../ec/policy.js';
-import { UNVERIFIED } from './recovery.js';
+import { LIVE_COPY, UNVERIFIED } from './recovery.js';
 
 type Rsp = (init: Omit<RspInit, 'opcode' | 'id' | 'epoch'>, data?: Uint8Array) => Reply;
 
@@ -169,9 +169,10 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
         const size = Math.min(req.dataLength, sheep.storeSizeOf(key));
         // Live copies only, unless the puller found none anywhere and asks for set-aside ones (WILDCARD):
         // then the newest stale copy, with the epoch it was set aside at (obj.offset), so the puller can
-        // take the freshest of them.
+        // take the freshest of them. A live copy (one may have been recovered since) says LIVE_COPY there.
         try {
-          return rsp({ result: ok, dataLength: size }, await sheep.store.read(key, o.offset, size));
+          const data = await sheep.store.read(key, o.offset, size);
+          return rsp({ result: ok, dataLength: size, ...(req.flags & Flag.CMD_WILDCARD ? { obj: { offset: BigInt(LIVE_COPY) } } : {}) }, data);
         } catch (err) {
           if (!(req.flags & Flag.CMD_WILDCARD) || !(err instanceof StoreError) || err.code !== 'NO_OBJ') throw err;
           const stale = await sheep.store.readStale(key, size);

@@ -5,6 +5,7 @@ import { Flag, Op, Res } from '../proto/constants.js';
 import { readObjRsp } from '../proto/header.js';
 import { dataOidIndex, isDataObj, oidToVid } from '../proto/oid.js';
 import { stillReferenced } from './gateway.js';
+import { StoreError } from '../store/object-store.js';
 import { recoveryWouldFillDisk } from './diskfull.js';
 import type { SdNode } from '../proto/structs.js';
 import type { Sheep } from './sheep.js';
@@ -21,6 +22,12 @@ const nodeId = (n: SdNode): string => `${n.nid.addr}:${n.nid.port}`;
  * it returned in the response's first u32.
  */
 export const UNVERIFIED = Res.STARTUP;
+/**
+ * The "set aside at" epoch a recovery read with CMD_WILDCARD reports for a live copy: newer than any set-aside
+ * one. (Simulator seed 180: a copy recovered on one node while another searched set-aside copies counted as
+ * set aside at epoch 0, and an older set-aside copy won.)
+ */
+export const LIVE_COPY = 0xffffffff;
 
 export interface RecoveryProgress {
   readonly total: number;
@@ -429,7 +436,18 @@ export class RecoveryWork {
       }
     }
     if (transient) return 'retry';
-    let best: { epoch: number; data: Buffer } | null = null;
+    let best: { epoch: number; data: Buffer; from: string } | null = null;
+    // This node's own set-aside copy counts too: it may be the newest (simulator seed 180: a node took an
+    // older copy another node had set aside over the one in its own .stale, and lost an index entry).
+    try {
+      const own = await sheep.store.readStale(oid, size);
+      best = { epoch: own.epoch, data: own.data, from: 'this node' };
+    } catch (err) {
+      if (!(err instanceof StoreError) || err.code !== 'NO_OBJ') {
+        this.lastRefusal.set(oid, `own set-aside copy unreadable: ${(err as Error).message}`);
+        return 'retry';
+      }
+    }
     for (const node of staleOk) {
       try {
         const c = await sheep.peers.get(node.nid.addr, node.nid.port);
@@ -441,7 +459,8 @@ export class RecoveryWork {
           return 'retry';
         }
         const setAside = Number(readObjRsp(r.raw).offset);
-        if (!best || setAside > best.epoch) best = { epoch: setAside, data: r.data };
+        if (setAside === LIVE_COPY) return this.store(oid, size, r.data); // recovered there meanwhile
+        if (!best || setAside > best.epoch) best = { epoch: setAside, data: r.data, from: nodeId(node) };
       } catch {
         this.lastRefusal.set(oid, `${node.nid.addr}:${node.nid.port} unreachable for set-aside copies`);
         return 'retry';
@@ -460,6 +479,7 @@ export class RecoveryWork {
         sheep.log('debug', `recovery: ${oid.toString(16).padStart(16, '0')} exists only set aside and nothing uses it: not recovered`);
         return 'done';
       }
+      sheep.log('debug', `recovery: ${keyName(oid)}: no live copy; taking the one ${best.from} set aside at epoch ${best.epoch}`);
       return this.store(oid, size, best.data);
     }
     if (this.verify.has(oid)) return 'retry'; // keep asking: the local copy is all there is meanwhile
