@@ -62,6 +62,14 @@ export const NODE_OPTIONS: SdOption[] = [
 
 const LOGLEVELS = ['emerg', 'alert', 'crit', 'err', 'warning', 'notice', 'info', 'debug'];
 
+/** A request that must succeed: the response, or null after dog's "Failed to execute request". */
+async function execOk(ctx: DogContext, req: Parameters<DogContext['exec']>[0], data?: Uint8Array): Promise<NonNullable<Awaited<ReturnType<DogContext['exec']>>> | null> {
+  const rsp = await ctx.exec(req, data);
+  if (rsp && rsp.result === Res.SUCCESS) return rsp;
+  sdErr('Failed to execute request');
+  return null;
+}
+
 const MD_PLUG_PRINT =
   '    __\n' +
   "   ()'`;\n" +
@@ -256,20 +264,14 @@ export function nodeCommand(): Command {
       exit(EXIT_USAGE);
     }
     const payload = encodeRecoveryThrottling({ maxExecCount: m.value, queueWorkInterval: BigInt(iv.value), throttling: false });
-    const rsp = await ctx.exec({ opcode: Op.SET_RECOVERY, flags: Flag.CMD_WRITE }, payload);
-    if (!rsp || rsp.result !== Res.SUCCESS) {
-      sdErr('Failed to execute request');
-      return -1;
-    }
+    const rsp = await execOk(ctx, { opcode: Op.SET_RECOVERY, flags: Flag.CMD_WRITE }, payload);
+    if (!rsp) return -1;
     return EXIT_SUCCESS;
   }
 
   async function recoveryGet(ctx: RunContext): Promise<number> {
-    const rsp = await ctx.exec({ opcode: Op.GET_RECOVERY, dataLength: RECOVERY_THROTTLING_SIZE });
-    if (!rsp || rsp.result !== Res.SUCCESS) {
-      sdErr('Failed to execute request');
-      return -1;
-    }
+    const rsp = await execOk(ctx, { opcode: Op.GET_RECOVERY, dataLength: RECOVERY_THROTTLING_SIZE });
+    if (!rsp) return -1;
     const b = Buffer.alloc(RECOVERY_THROTTLING_SIZE);
     rsp.data.copy(b);
     const t = decodeRecoveryThrottling(b);
@@ -487,11 +489,8 @@ export function nodeCommand(): Command {
         }
         const b = Buffer.alloc(4);
         b.writeInt32LE(level);
-        const rsp = await ctx.exec({ opcode: Op.SET_LOGLEVEL, flags: Flag.CMD_WRITE }, b);
-        if (!rsp || rsp.result !== Res.SUCCESS) {
-          sdErr('Failed to execute request');
-          return -1;
-        }
+        const rsp = await execOk(ctx, { opcode: Op.SET_LOGLEVEL, flags: Flag.CMD_WRITE }, b);
+        if (!rsp) return -1;
         return EXIT_SUCCESS;
       },
     },
@@ -500,11 +499,8 @@ export function nodeCommand(): Command {
       desc: 'get current loglevel',
       flags: 0,
       fn: async (ctx) => {
-        const rsp = await ctx.exec({ opcode: Op.GET_LOGLEVEL, dataLength: 4 });
-        if (!rsp || rsp.result !== Res.SUCCESS) {
-          sdErr('Failed to execute request');
-          return -1;
-        }
+        const rsp = await execOk(ctx, { opcode: Op.GET_LOGLEVEL, dataLength: 4 });
+        if (!rsp) return -1;
         const level = rsp.data.length >= 4 ? rsp.data.readInt32LE(0) : -1;
         sdInfo(`${LOGLEVELS[level] ?? 'unknown loglevel'} (${level})`);
         return EXIT_SUCCESS;
@@ -549,11 +545,8 @@ export function nodeCommand(): Command {
         // dog sends sizeof(nr_vnodes), nr_vnodes being an int *: the int, then 4 more bytes
         const b = Buffer.alloc(8);
         b.writeInt32LE(p.value, 0);
-        const rsp = await ctx.exec({ opcode: Op.SET_VNODES, flags: Flag.CMD_WRITE }, b);
-        if (!rsp || rsp.result !== Res.SUCCESS) {
-          sdErr('Failed to execute request');
-          return -1;
-        }
+        const rsp = await execOk(ctx, { opcode: Op.SET_VNODES, flags: Flag.CMD_WRITE }, b);
+        if (!rsp) return -1;
         return EXIT_SUCCESS;
       },
     },
