@@ -14,7 +14,7 @@ import { EC_INLINE_LIMIT } from '../ec/ec-pool.js';
 import { ecPolicy } from '../ec/policy.js';
 import { SD_EC_DATA_STRIPE_SIZE, joinStripes } from '../ec/strips.js';
 import { stripKey } from '../store/strip-key.js';
-import { isTransient, localRead, peerRequest, removeFromHolders, storeResult, withEpochRetry } from './gateway.js';
+import { isTransient, localRead, peerRequest, removeFromHolders, storeResult, withEpochRetry, writeHere, writeVerdict } from './gateway.js';
 import { SheepError, type Sheep } from './sheep.js';
 
 export interface EcParams {
@@ -154,18 +154,7 @@ async function alignedPayload(sheep: Sheep, oid: bigint, ec: EcParams, data: Uin
 async function writeStrip(sheep: Sheep, node: SdNode, oid: bigint, ec: EcParams, i: number, strip: Uint8Array, stripOff: number, create: boolean, epoch: number): Promise<{ result: number; moved: boolean }> {
   if (sheep.isSelf(node)) {
     const key = stripKey(oid, i);
-    try {
-      if (create) {
-        await sheep.recovery.supersede(key);
-        await sheep.store.create(key, sheep.storeSizeOf(key), strip, stripOff);
-      } else {
-        await sheep.recovery.waitFor(key);
-        await sheep.store.write(key, strip, stripOff);
-      }
-      return { result: Res.SUCCESS, moved: false };
-    } catch (err) {
-      return { result: storeResult(err), moved: false };
-    }
+    return { result: await writeHere(sheep, key, sheep.storeSizeOf(key), strip, stripOff, create), moved: false };
   }
   const opcode = create ? Op.CREATE_AND_WRITE_PEER : Op.WRITE_PEER;
   const rsp = await peerRequest(sheep, node, { opcode, obj: { oid, offset: stripOff, ecIndex: i, copies: ec.d + ec.p, copyPolicy: ecPolicy(ec.d, ec.p) } }, strip);
@@ -187,16 +176,9 @@ export async function ecGatewayWrite(sheep: Sheep, oid: bigint, ec: EcParams, da
       const strips = payload.length > EC_INLINE_LIMIT ? await sheep.ecPool.encode(ec.d, ec.p, payload) : createCodec(ec.d, ec.p).encodeObject(payload);
       const stripOff = stripeSpan(offset, data.length).start / ec.d;
       const results = await Promise.all(holders.map((node, i) => writeStrip(sheep, node, oid, ec, i, strips[i]!, stripOff, create, epoch)));
-      const codes = results.map((r) => r.result);
-      const transient = codes.find(isTransient);
-      if (transient !== undefined) return { retry: transient };
-      // As for replicas (gateway.ts): a membership change during the write may have let a new holder
-      // rebuild its strip before the write reached the old one; writing again reaches every current holder.
-      if (results.some((r) => r.moved) || sheep.epoch !== epoch) return { retry: Res.NEW_NODE_VER };
-      const bad = codes.find((r) => r !== Res.SUCCESS);
-      if (bad !== undefined && codes.includes(Res.SUCCESS) && (bad === Res.NO_SPACE || bad === Res.EIO || bad === Res.NO_OBJ)) return { retry: bad };
-      if (bad !== undefined) throw new SheepError(bad);
-      return undefined;
+      // The same rules as for replicas: a membership change during the write may have let a new holder
+      // rebuild its strip before the write reached the old one, so it is written again.
+      return writeVerdict(sheep, `ec write ${oid.toString(16)}`, epoch, holders, results.map((r) => r.result), results.some((r) => r.moved));
     }),
   );
 }

@@ -5,6 +5,7 @@ import { ClusterFlag, Flag, Op, Res, SD_INODE_DATA_VDI_ID_OFFSET } from '../prot
 import { isDataObj, isVdiObj, oidToVid, vidToDataOid, vidToVdiOid } from '../proto/oid.js';
 import type { SdNode } from '../proto/structs.js';
 import { StoreError } from '../store/object-store.js';
+import type { WriteOptions } from '../store/store.js';
 import { SheepError, type Sheep } from './sheep.js';
 import { ecGatewayRead, ecGatewayRemove, ecGatewayWrite } from './ec-gateway.js';
 
@@ -117,45 +118,55 @@ export async function gatewayWrite(sheep: Sheep, oid: bigint, data: Uint8Array, 
     let moved = false;
     const results = await Promise.all(
       replicas.map(async (node) => {
-        if (sheep.isSelf(node)) {
-          try {
-            if (create) {
-              await sheep.recovery.supersede(oid);
-              await sheep.store.create(oid, size, data, offset, { writeback });
-            } else {
-              await sheep.recovery.waitFor(oid);
-              await sheep.store.write(oid, data, offset, { writeback });
-            }
-            return Res.SUCCESS;
-          } catch (err) {
-            return storeResult(err);
-          }
-        }
+        if (sheep.isSelf(node)) return writeHere(sheep, oid, size, data, offset, create, { writeback });
         const rsp = await peerRequest(sheep, node, { opcode: create ? Op.CREATE_AND_WRITE_PEER : Op.WRITE_PEER, flags: writeback ? Flag.WRITEBACK : 0, obj: { oid, offset, copies } }, data);
         if (typeof rsp !== 'number' && rsp.epoch > epoch) moved = true;
         return typeof rsp === 'number' ? rsp : rsp.result;
       }),
     );
-    const transient = results.find(isTransient);
-    if (transient !== undefined) return { retry: transient };
-    // The membership changed while the write was in flight: a new owner may have pulled the object from a
-    // replica just before the write landed there. Writing again at the new epoch (it is idempotent) reaches
-    // every current replica (found by the simulator, seed 17: an acknowledged write missing on a new owner).
-    if (moved || sheep.epoch !== epoch) return { retry: Res.NEW_NODE_VER };
-    const bad = results.find((r) => r !== Res.SUCCESS);
-    // A replica that waited for recovery across a membership change may answer for an old placement.
-    if (bad !== undefined && sheep.epoch !== epoch) return { retry: Res.NEW_NODE_VER };
-    // Some replicas took the write and some could not (full, failing, or still missing the object): the
-    // replicas now differ, so the (idempotent) write is repeated until all have it, rather than reported
-    // and left diverged for a client whose retry may skip it (found by the simulator, seed 12: an index
-    // entry missing on one inode replica, later recovered from it, lost an acknowledged write).
-    if (bad !== undefined && results.includes(Res.SUCCESS) && (bad === Res.NO_SPACE || bad === Res.EIO || bad === Res.NO_OBJ)) return { retry: bad };
-    if (bad !== undefined) {
-      sheep.log('debug', `write ${oid.toString(16)}: ${replicas.map((n, i) => `${n.nid.addr}:${n.nid.port}=0x${results[i]!.toString(16)}`).join(' ')}`);
-      throw new SheepError(bad);
-    }
-    return undefined;
+    return writeVerdict(sheep, `write ${oid.toString(16)}`, epoch, replicas, results, moved);
   });
+}
+
+/** This node's part of a write: `key` (an object or an EC strip) created or overwritten; a result code. */
+export async function writeHere(sheep: Sheep, key: bigint, size: number, data: Uint8Array, offset: number, create: boolean, opts: WriteOptions = {}): Promise<number> {
+  try {
+    if (create) {
+      await sheep.recovery.supersede(key);
+      await sheep.store.create(key, size, data, offset, opts);
+    } else {
+      await sheep.recovery.waitFor(key);
+      await sheep.store.write(key, data, offset, opts);
+    }
+    return Res.SUCCESS;
+  } catch (err) {
+    return storeResult(err);
+  }
+}
+
+/**
+ * What a write attempt that went to every holder (replicas, or EC strip holders) comes to: done
+ * (undefined), another attempt ({ retry }), or an error thrown. `moved`: a holder answered from a newer
+ * epoch.
+ */
+export function writeVerdict(sheep: Sheep, what: string, epoch: number, holders: readonly SdNode[], results: readonly number[], moved: boolean): { retry: number } | undefined {
+  const transient = results.find(isTransient);
+  if (transient !== undefined) return { retry: transient };
+  // The membership changed while the write was in flight: a new owner may have pulled the object from a
+  // replica just before the write landed there. Writing again at the new epoch (it is idempotent) reaches
+  // every current replica (found by the simulator, seed 17: an acknowledged write missing on a new owner).
+  // This also covers a replica that waited for recovery across a membership change and answered for an
+  // old placement.
+  if (moved || sheep.epoch !== epoch) return { retry: Res.NEW_NODE_VER };
+  const bad = results.find((r) => r !== Res.SUCCESS);
+  if (bad === undefined) return undefined;
+  // Some holders took the write and some could not (full, failing, or still missing the object): the
+  // copies now differ, so the (idempotent) write is repeated until all have it, rather than reported and
+  // left diverged for a client whose retry may skip it (found by the simulator, seed 12: an index entry
+  // missing on one inode replica, later recovered from it, lost an acknowledged write).
+  if (results.includes(Res.SUCCESS) && (bad === Res.NO_SPACE || bad === Res.EIO || bad === Res.NO_OBJ)) return { retry: bad };
+  sheep.log('debug', `${what}: ${holders.map((n, i) => `${n.nid.addr}:${n.nid.port}=0x${results[i]!.toString(16)}`).join(' ')}`);
+  throw new SheepError(bad);
 }
 
 /**
