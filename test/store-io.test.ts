@@ -5,28 +5,44 @@ import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ByteQueue } from '../src/net/byte-queue.js';
-import { PayloadPool } from '../src/net/payload-pool.js';
+import { isDirectAligned, PayloadPool } from '../src/net/payload-pool.js';
 import { ObjectStore, StoreError } from '../src/store/object-store.js';
 import { removeDir, tempDir, timed } from './helpers.js';
 import { decodeUnverified, encodeUnverified, readUnverifiedFile, writeUnverifiedFile } from '../src/node/cluster-state.js';
-import { existsSync } from 'node:fs';
+import { closeSync, constants as fsConstants, existsSync, openSync } from 'node:fs';
 
-test('PayloadPool: small sizes are not pooled; released buffers are reused, up to the limit per size', timed(() => {
-  const pool = new PayloadPool(1024, 2);
+test('PayloadPool: small sizes are not pooled, large ones are not aligned; released buffers are reused, within the memory limit', timed(() => {
+  const SLAB = 8 << 20;
+  const pool = new PayloadPool(1024, 4 << 20, SLAB + (4 << 20));
   assert.is(pool.get(1023), null);
-  const a = pool.get(4096)!;
-  const b = pool.get(4096)!;
-  const c = pool.get(4096)!;
+  const a = pool.get(4096)!; // a 64 KiB block: the first of a new 8 MiB slab
+  const b = pool.get(5000)!;
   assert.is(a.length, 4096);
+  assert.is(b.length, 5000);
+  assert.is(pool.poolBytes, SLAB);
+  assert.ok(isDirectAligned(a) && isDirectAligned(b), 'pooled blocks are aligned');
+  assert.not.ok(isDirectAligned(a.subarray(512)), 'a view at an unaligned offset is not aligned');
+  assert.is(pool.heldBytes, SLAB - 2 * 65536);
   pool.release(a);
-  pool.release(b);
-  pool.release(c); // beyond the limit: left to the GC
   pool.release(a); // twice: kept once
-  assert.is(pool.heldBytes, 2 * 4096);
-  const again = [pool.get(4096), pool.get(4096), pool.get(4096)];
-  assert.ok(again.includes(a) && again.includes(b), 'the released buffers come back');
-  assert.is(pool.heldBytes, 0);
-  assert.throws(() => new PayloadPool(0, 1), /bad limits/);
+  pool.release(a.subarray(4096)); // not a block's start: ignored
+  pool.release(Buffer.alloc(4096)); // not the pool's: ignored
+  assert.is(pool.heldBytes, SLAB - 65536);
+  const again = pool.get(60000)!;
+  assert.is(again.buffer, a.buffer, 'a released block comes back');
+  assert.is(again.byteOffset, a.byteOffset);
+  const four = pool.get(4 << 20)!; // 4 MiB blocks come from another 8 MiB slab
+  assert.is(four.length, 4 << 20);
+  assert.not.ok(isDirectAligned(four), 'a new 8 MiB slab would exceed the limit: an ordinary buffer');
+  const big = pool.get(5 << 20)!;
+  assert.is(big.length, 5 << 20);
+  assert.not.ok(isDirectAligned(big), 'above maxBytes: not pooled');
+  assert.is(pool.poolBytes, SLAB);
+  const roomy = new PayloadPool(1024, 4 << 20, 2 * SLAB);
+  const blocks = [roomy.get(4 << 20)!, roomy.get(4 << 20)!];
+  assert.ok(blocks.every(isDirectAligned) && blocks[0]!.buffer === blocks[1]!.buffer, 'two 4 MiB blocks share one slab');
+  assert.throws(() => new PayloadPool(0, 1, 1), /bad limits/);
+  assert.throws(() => new PayloadPool(2, 1, 1), /bad limits/);
 }));
 
 test('ByteQueue.take into a target: copies across chunks, and a wrong-sized target is refused', timed(() => {
@@ -67,6 +83,59 @@ test('ObjectStore writeback: data is readable at once; flush makes it durable an
     await store.write(oid, Buffer.alloc(16, 4), 0);
     assert.ok((await store.read(oid, 0, 16)).equals(Buffer.alloc(16, 4)));
     await assertNoObj(store.write(gone, Buffer.alloc(1), 0, { writeback: true }));
+    await store.close();
+  } finally {
+    removeDir(dir);
+  }
+}));
+
+/** Does the filesystem under `dir` accept O_DIRECT (tmpfs does not)? */
+function acceptsDirect(dir: string): boolean {
+  try {
+    closeSync(openSync(join(dir, 'probe'), fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_DIRECT));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** `n` bytes in an aligned pooled buffer, filled with `fill`. */
+function alignedPayload(pool: PayloadPool, n: number, fill: number): Buffer {
+  const b = pool.get(n)!;
+  assert.ok(isDirectAligned(b));
+  return b.fill(fill);
+}
+
+test('ObjectStore O_DIRECT: large aligned writes bypass the page cache and stay coherent with buffered ones', timed(async () => {
+  const dir = tempDir('sheep-store-direct-');
+  const pool = new PayloadPool(4096, 4 << 20, 32 << 20);
+  try {
+    const direct = acceptsDirect(dir);
+    if (!direct) console.log('!! the filesystem of the temporary folder refuses O_DIRECT: only the buffered fallback is checked here');
+    const store = new ObjectStore(dir);
+    await store.init();
+    const oid = 0x00abcdef00000003n;
+    const OBJ = 4 << 20;
+    await store.create(oid, OBJ, alignedPayload(pool, OBJ, 0x11), 0);
+    assert.is(store.directWrites, direct ? 1 : 0, 'a whole aligned object is created with O_DIRECT');
+    await store.write(oid, Buffer.alloc(4096, 0x22), 8192); // small: buffered (O_DSYNC)
+    await store.write(oid, alignedPayload(pool, 256 << 10, 0x33), 1 << 20); // large and aligned: direct
+    await store.write(oid, alignedPayload(pool, 256 << 10, 0x44), 4096); // direct over the buffered write
+    await store.write(oid, alignedPayload(pool, 256 << 10, 0x55).subarray(0, (256 << 10) - 512), 2 << 20); // odd length: buffered
+    await store.write(oid, alignedPayload(pool, 512 << 10, 0x66), (3 << 20) + 512); // odd offset: buffered
+    await store.write(oid, alignedPayload(pool, 256 << 10, 0x77), 3 << 20, { writeback: true }); // direct, flushed below
+    assert.is(store.directWrites, direct ? 4 : 0);
+    const want = Buffer.alloc(OBJ, 0x11);
+    want.fill(0x44, 4096, 4096 + (256 << 10));
+    want.fill(0x33, 1 << 20, (1 << 20) + (256 << 10));
+    want.fill(0x55, 2 << 20, (2 << 20) + (256 << 10) - 512);
+    want.fill(0x66, (3 << 20) + 512, (3 << 20) + 512 + (512 << 10));
+    want.fill(0x77, 3 << 20, (3 << 20) + (256 << 10));
+    assert.ok((await store.read(oid, 0, OBJ)).equals(want), 'reads through the page cache see every write');
+    assert.ok(readFileSync(join(dir, 'obj', '00abcdef00000003')).equals(want), 'so does another reader of the file');
+    await store.flush();
+    // a direct write to a missing object is NO_OBJ, as a buffered one
+    await assertNoObj(store.write(0x00abcdef00000009n, alignedPayload(pool, 256 << 10, 1), 0));
     await store.close();
   } finally {
     removeDir(dir);

@@ -7,6 +7,7 @@ import { ByteQueue } from '../net/byte-queue.js';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { SheepTransport } from '../client/transport.js';
 import { localTransport } from '../client/transport.js';
+import { sharedPayloads } from '../net/payload-pool.js';
 import { Res } from '../proto/constants.js';
 import {
   BASE_ALLOCATION,
@@ -545,7 +546,8 @@ class NbdConnection {
       let payload: Buffer | null = null;
       if (req.type === Cmd.WRITE) {
         if (this.inbox.length < req.length) return;
-        payload = this.inbox.take(req.length);
+        const pooled = sharedPayloads.get(req.length);
+        payload = this.inbox.take(req.length, pooled ?? undefined);
       }
       this.current = null;
       if (req.type === Cmd.DISC) {
@@ -576,6 +578,8 @@ class NbdConnection {
         this.replyError(req, errno, (e as Error)?.message ?? String(e));
       })
       .finally(() => {
+        // Every request the write made has been answered, so nothing refers to its payload any more.
+        if (payload) sharedPayloads.release(payload);
         this.inflight--;
         this.inflightBytes -= bytes;
         if (this.phase === 'closed') return this.maybeFinish();

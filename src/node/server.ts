@@ -6,7 +6,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { Flag, SD_HEADER_SIZE } from '../proto/constants.js';
 import { decodeReqHeader, type ReqHeader } from '../proto/header.js';
 import { ByteQueue } from '../net/byte-queue.js';
-import { PayloadPool } from '../net/payload-pool.js';
+import { sharedPayloads as payloads } from '../net/payload-pool.js';
 import { tickCorkedWriter } from '../net/tick-cork.js';
 
 export interface IncomingRequest extends ReqHeader {
@@ -30,12 +30,11 @@ export interface ServerHooks {
 /** Most requests one connection may have in flight before the server stops reading from it. */
 export const MAX_IN_FLIGHT_PER_CONNECTION = 256;
 
-/**
- * Payloads of 1 MiB and more (object writes) land in reused buffers, returned once the request is answered:
- * by then every peer the gateway forwarded it to has replied, so it has been sent in full (peer
- * connections have no request timeout; a failed one is destroyed, which ends its writes).
+/*
+ * Large payloads (object writes) land in reused, aligned buffers (sharedPayloads), returned once the
+ * request is answered: by then every peer the gateway forwarded it to has replied, so it has been sent in
+ * full (peer connections have no request timeout; a failed one is destroyed, which ends its writes).
  */
-const payloads = new PayloadPool(1 << 20, 16);
 
 function serveConnection(socket: Socket, hooks: ServerHooks): void {
   socket.setNoDelay(true);
