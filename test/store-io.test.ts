@@ -131,7 +131,13 @@ test('ObjectStore O_DIRECT: large aligned writes bypass the page cache and stay 
     want.fill(0x55, 2 << 20, (2 << 20) + (256 << 10) - 512);
     want.fill(0x66, (3 << 20) + 512, (3 << 20) + 512 + (512 << 10));
     want.fill(0x77, 3 << 20, (3 << 20) + (256 << 10));
-    assert.ok((await store.read(oid, 0, OBJ)).equals(want), 'reads through the page cache see every write');
+    assert.ok((await store.read(oid, 0, OBJ)).equals(want), 'a direct read sees every write');
+    assert.is(store.directReads, direct ? 1 : 0);
+    assert.ok((await store.read(oid, 4096, 8192)).equals(want.subarray(4096, 4096 + 8192)), 'so does a small (buffered) read');
+    assert.ok((await store.read(oid, (3 << 20) + 512, 256 << 10)).equals(want.subarray((3 << 20) + 512, (3 << 20) + 512 + (256 << 10))), 'and an unaligned one');
+    const tail = await store.read(oid, OBJ - (128 << 10), 256 << 10); // past the end: zeros
+    assert.ok(tail.subarray(0, 128 << 10).equals(want.subarray(OBJ - (128 << 10))) && tail.subarray(128 << 10).equals(Buffer.alloc(128 << 10)));
+    assert.is(store.directReads, direct ? 2 : 0);
     assert.ok(readFileSync(join(dir, 'obj', '00abcdef00000003')).equals(want), 'so does another reader of the file');
     await store.flush();
     // a direct write to a missing object is NO_OBJ, as a buffered one

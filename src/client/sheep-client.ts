@@ -1,6 +1,6 @@
 // A Sheepdog wire-protocol client: one TCP connection, many requests in flight, answers matched by id.
 // Used by dog, the peer connections between sheep, the tests and the benchmarks.
-import { tickCorkedWriter } from '../net/tick-cork.js';
+import { tickCorkedWriter, type CorkedWriter } from '../net/tick-cork.js';
 import { connect, type Socket } from 'node:net';
 import { SD_HEADER_SIZE } from '../proto/constants.js';
 import { decodeResponse, encodeRequest, type ReqInit, type RspHeader } from '../proto/header.js';
@@ -30,7 +30,7 @@ export class SheepClient {
   private readonly inbox = new ByteQueue();
   private header: (RspHeader & { raw: Buffer }) | null = null;
   private closedError: Error | null = null;
-  private readonly send: (...chunks: Uint8Array[]) => void;
+  private readonly send: CorkedWriter;
 
   private constructor(
     private readonly socket: Socket,
@@ -84,8 +84,7 @@ export class SheepClient {
     return new Promise<SheepResponse>((resolve, reject) => {
       if (this.pending.has(id)) return reject(new Error(`request id ${id} already in flight`));
       this.pending.set(id, { resolve, reject, want: dataLength });
-      if (data && data.length > 0) this.send(hdr, data);
-      else this.send(hdr);
+      this.send(data && data.length > 0 ? [hdr, data] : [hdr]);
     });
   }
 

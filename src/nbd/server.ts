@@ -2,7 +2,7 @@
 // handshake, structured replies, base:allocation block status, multi-conn). Each export is a
 // VdiDevice (QEMU sheepdog driver semantics) shared by all connections to it. Protocol:
 // NetworkBlockDevice doc/proto.md; what real clients send: /work/shared/notes/nbd-clients.md.
-import { tickCorkedWriter } from '../net/tick-cork.js';
+import { tickCorkedWriter, type CorkedWriter } from '../net/tick-cork.js';
 import { ByteQueue } from '../net/byte-queue.js';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { SheepTransport } from '../client/transport.js';
@@ -231,7 +231,7 @@ class NbdConnection {
   readonly finished = new Promise<void>((r) => (this.resolveFinished = r));
   private readonly peer: string;
   /** Replies completed in one event-loop turn leave in one writev. */
-  private readonly write: (...chunks: Uint8Array[]) => void;
+  private readonly write: CorkedWriter;
 
   constructor(
     private readonly server: NbdServer,
@@ -312,7 +312,13 @@ class NbdConnection {
 
   private send(...bufs: Buffer[]): void {
     if (this.phase === 'closed' || this.socket.destroyed) return;
-    this.write(...bufs);
+    this.write(bufs);
+  }
+
+  /** Sends a read's reply; its data may be a pooled buffer (an O_DIRECT read), reused once sent. */
+  private sendRead(header: Buffer, data: Buffer): void {
+    if (this.phase === 'closed' || this.socket.destroyed) return sharedPayloads.release(data);
+    this.write([header, data], () => sharedPayloads.release(data));
   }
 
   // ---- handshake --------------------------------------------------------------------------------
@@ -618,8 +624,8 @@ class NbdConnection {
           return;
         }
         const data = await dev.read(req.offset, req.length);
-        if (this.structured) this.send(encodeOffsetDataHeader(req.cookie, ReplyFlag.DONE, req.offset, data.length), data);
-        else this.send(encodeSimpleReply(req.cookie, 0), data);
+        if (this.structured) this.sendRead(encodeOffsetDataHeader(req.cookie, ReplyFlag.DONE, req.offset, data.length), data);
+        else this.sendRead(encodeSimpleReply(req.cookie, 0), data);
         return;
       }
       case Cmd.WRITE:

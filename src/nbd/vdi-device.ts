@@ -11,6 +11,7 @@ import { vidToDataOid, vidToVdiOid } from '../proto/oid.js';
 import type { SheepTransport } from '../client/transport.js';
 import type { SheepResponse } from '../client/sheep-client.js';
 import { Errno, State } from './protocol.js';
+import { sharedPayloads } from '../net/payload-pool.js';
 
 /** An export name: `NAME`, `NAME:SNAPID` (all digits) or `NAME:TAG`, as QEMU's legacy sheepdog: syntax. */
 export interface ExportSpec {
@@ -346,6 +347,7 @@ export class VdiDevice {
       pieces.map(async (p) => {
         const b = await this.readPiece(p);
         b.copy(out, p.pos, 0, p.len);
+        sharedPayloads.release(b); // a pooled buffer of an O_DIRECT read: no longer referenced
       }),
     );
     return out;

@@ -4,7 +4,8 @@
 import { ClusterFlag, Flag, Op, Res, SD_INODE_DATA_VDI_ID_OFFSET } from '../proto/constants.js';
 import { isDataObj, isVdiObj, oidToVid, vidToDataOid, vidToVdiOid } from '../proto/oid.js';
 import type { SdNode } from '../proto/structs.js';
-import { StoreError } from '../store/object-store.js';
+import { DIRECT_MIN_BYTES, StoreError } from '../store/object-store.js';
+import { sharedPayloads } from '../net/payload-pool.js';
 import type { WriteOptions } from '../store/store.js';
 import { SheepError, type Sheep } from './sheep.js';
 import { ecGatewayRead, ecGatewayRemove, ecGatewayWrite } from './ec-gateway.js';
@@ -53,13 +54,14 @@ export async function withEpochRetry<T>(sheep: Sheep, what: string, attempt: () 
   }
 }
 
-export async function localRead(sheep: Sheep, oid: bigint, offset: number, length: number): Promise<Buffer> {
+export async function localRead(sheep: Sheep, oid: bigint, offset: number, length: number, into?: Buffer): Promise<Buffer> {
   // While recovery runs, the local copy may be missing or outdated (a returning node): wait for it.
   await sheep.recovery.waitFor(oid);
-  return sheep.store.read(oid, offset, length);
+  return sheep.store.read(oid, offset, length, into);
 }
 
-export async function gatewayRead(sheep: Sheep, oid: bigint, offset: number, length: number, copies = 0, copyPolicy = 0): Promise<Buffer> {
+/** Reads an object from the nearest replica; a local copy is read into `into` when given (see readTarget). */
+export async function gatewayRead(sheep: Sheep, oid: bigint, offset: number, length: number, copies = 0, copyPolicy = 0, into?: Buffer): Promise<Buffer> {
   const ec = sheep.ecOf(oid, copyPolicy);
   if (ec) return ecGatewayRead(sheep, oid, ec, offset, length);
   return withEpochRetry(sheep, `read ${oid.toString(16)}`, async () => {
@@ -72,7 +74,7 @@ export async function gatewayRead(sheep: Sheep, oid: bigint, offset: number, len
     for (const node of ordered) {
       if (sheep.isSelf(node)) {
         try {
-          return await localRead(sheep, oid, offset, length);
+          return await localRead(sheep, oid, offset, length, into);
         } catch (err) {
           last = storeResult(err);
           continue;
@@ -96,6 +98,22 @@ export async function gatewayRead(sheep: Sheep, oid: bigint, offset: number, len
     if (sheep.epoch !== epoch) return { retry: Res.NEW_NODE_VER }; // placement moved while we waited: ask again
     throw new SheepError(last);
   });
+}
+
+/**
+ * A pooled, aligned buffer for a large read that a reply will carry (the store reads into it with
+ * O_DIRECT, no copy), or undefined. `read` gets it and returns its result; when the result is another
+ * buffer, or the read fails, the pooled one goes straight back. The reply's sender releases it once sent.
+ */
+export async function intoPooled(length: number, read: (into: Buffer | undefined) => Promise<Buffer>): Promise<Buffer> {
+  const into = length >= DIRECT_MIN_BYTES ? (sharedPayloads.get(length) ?? undefined) : undefined;
+  let out: Buffer | undefined;
+  try {
+    out = await read(into);
+    return out;
+  } finally {
+    if (into && out?.buffer !== into.buffer) sharedPayloads.release(into);
+  }
 }
 
 /**

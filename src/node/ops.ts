@@ -24,7 +24,7 @@ import { readClusterReq, readVdiReq, readVdiStateReq, type RspInit } from '../pr
 import { dataOidIndex, isDataObj, isVdiObj, oidToVid, vidToAttrOid, vidToVdiOid } from '../proto/oid.js';
 import { encodeVdiState, VdiAttrOff, encodeRecoveryThrottling, decodeRecoveryThrottling, encodeClusterInfo, encodeEpochLog, encodeRecoveryState, encodeSdNodes, encodeInodeHeader, decodeInodeHeader, InodeOff, readCString, epochLogSize } from '../proto/structs.js';
 import { hashVdiName, vdiAttrIdFromStruct, vdiAttrVid } from '../placement/vdi-id.js';
-import { gatewayFlush, gatewayRead, gatewayRemove, gatewayWrite, reclaimAfterIndexWrite, touchesIndex } from './gateway.js';
+import { gatewayFlush, gatewayRead, gatewayRemove, gatewayWrite, intoPooled, reclaimAfterIndexWrite, touchesIndex } from './gateway.js';
 import { SheepError, type Sheep } from './sheep.js';
 import type { IncomingRequest, Reply } from './server.js';
 import { StoreError } from '../store/object-store.js';
@@ -118,7 +118,7 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
     case Op.READ_OBJ: {
       const o = sheep.readObj(req);
       if (o.offset + req.dataLength > sheep.objectSizeOf(o.oid)) return rsp({ result: Res.INVALID_PARMS });
-      const data = await gatewayRead(sheep, o.oid, o.offset, req.dataLength, o.copies, o.copyPolicy);
+      const data = await intoPooled(req.dataLength, (into) => gatewayRead(sheep, o.oid, o.offset, req.dataLength, o.copies, o.copyPolicy, into));
       return rsp({ result: ok, dataLength: req.dataLength }, data);
     }
     case Op.REMOVE_OBJ: {
@@ -184,7 +184,7 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
       if (req.opcode === Op.READ_PEER) {
         await sheep.recovery.waitFor(key);
         if (req.epoch !== sheep.epoch) return rsp({ result: Res.OLD_NODE_VER }); // moved on while waiting
-        const data = await sheep.store.read(key, o.offset, req.dataLength);
+        const data = await intoPooled(req.dataLength, (into) => sheep.store.read(key, o.offset, req.dataLength, into));
         return rsp({ result: ok, dataLength: req.dataLength }, data);
       }
       if (req.opcode === Op.REMOVE_PEER) {

@@ -57,8 +57,10 @@ function serveConnection(socket: Socket, hooks: ServerHooks): void {
         (reply) => {
           if (pooled && reply.data?.buffer !== pooled.buffer) payloads.release(pooled);
           if (socket.destroyed) return;
-          if (reply.data && reply.data.length > 0) send(reply.header, reply.data);
-          else send(reply.header);
+          // A read's pooled buffer (an O_DIRECT read) is reused once the kernel has taken it.
+          const data = reply.data;
+          if (data && data.length > 0) send([reply.header, data], () => payloads.release(data as Buffer));
+          else send([reply.header]);
         },
         (err) => {
           hooks.log('error', `request ${req.opcode.toString(16)} from ${peer} failed unexpectedly: ${(err as Error)?.stack ?? err}`);
