@@ -60,7 +60,7 @@ export async function localRead(sheep: Sheep, oid: bigint, offset: number, lengt
   return sheep.store.read(oid, offset, length, into);
 }
 
-/** Reads an object from the nearest replica; a local copy is read into `into` when given (see readTarget). */
+/** Reads an object from the nearest replica; a local copy is read into `into` when given (see intoPooled). */
 export async function gatewayRead(sheep: Sheep, oid: bigint, offset: number, length: number, copies = 0, copyPolicy = 0, into?: Buffer): Promise<Buffer> {
   const ec = sheep.ecOf(oid, copyPolicy);
   if (ec) return ecGatewayRead(sheep, oid, ec, offset, length);
@@ -112,7 +112,7 @@ export async function intoPooled(length: number, read: (into: Buffer | undefined
     out = await read(into);
     return out;
   } finally {
-    if (into && out?.buffer !== into.buffer) sharedPayloads.release(into);
+    if (into && (out?.buffer !== into.buffer || out.byteOffset !== into.byteOffset)) sharedPayloads.release(into);
   }
 }
 

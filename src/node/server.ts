@@ -55,9 +55,10 @@ function serveConnection(socket: Socket, hooks: ServerHooks): void {
       .handle(req, peer)
       .then(
         (reply) => {
-          if (pooled && reply.data?.buffer !== pooled.buffer) payloads.release(pooled);
-          if (socket.destroyed) return;
-          // A read's pooled buffer (an O_DIRECT read) is reused once the kernel has taken it.
+          // The request's pooled payload goes back now, unless the reply carries it (then once sent, below).
+          if (pooled && (reply.data?.buffer !== pooled.buffer || reply.data.byteOffset !== pooled.byteOffset)) payloads.release(pooled);
+          // A read's pooled buffer (an O_DIRECT read) is reused once the kernel has taken it (at once when
+          // the connection is gone: the writer then calls back straight away).
           const data = reply.data;
           if (data && data.length > 0) send([reply.header, data], () => payloads.release(data as Buffer));
           else send([reply.header]);
