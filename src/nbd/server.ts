@@ -318,7 +318,7 @@ class NbdConnection {
   /** Sends a read's reply; its data may be a pooled buffer (an O_DIRECT read), reused once sent. */
   private sendRead(header: Buffer, data: Buffer): void {
     if (this.phase === 'closed' || this.socket.destroyed) return sharedPayloads.release(data);
-    this.write([header, data], () => sharedPayloads.release(data));
+    this.write([header, data], data.length >= sharedPayloads.minBytes ? () => sharedPayloads.release(data) : undefined);
   }
 
   // ---- handshake --------------------------------------------------------------------------------

@@ -60,7 +60,8 @@ function serveConnection(socket: Socket, hooks: ServerHooks): void {
           // A read's pooled buffer (an O_DIRECT read) is reused once the kernel has taken it (at once when
           // the connection is gone: the writer then calls back straight away).
           const data = reply.data;
-          if (data && data.length > 0) send([reply.header, data], () => payloads.release(data as Buffer));
+          if (data && data.length >= payloads.minBytes) send([reply.header, data], () => payloads.release(data as Buffer));
+          else if (data && data.length > 0) send([reply.header, data]);
           else send([reply.header]);
         },
         (err) => {
