@@ -302,11 +302,16 @@ export class RecoveryWork {
   }
 
   /**
-   * Moves a copy this node no longer owns to obj/.stale. It is no longer "unverified": set-aside copies
-   * are only ever used after checking that an inode still needs them.
+   * Moves a copy this node no longer owns to obj/.stale, named by the epoch up to which it is current: the
+   * set-aside epoch, or for an unverified copy of a returning node the epoch it is known current up to.
+   * (ec-gw under a slow disk: a returning node set its outdated parity strip aside as current at the new
+   * epoch, fresher than the true holder's copy set aside one epoch before, and the new holder took it.)
+   * It is no longer "unverified": set-aside copies are only ever used after checking that an inode still
+   * needs them, and by that epoch.
    */
   private async setAside(oid: bigint, epoch: number): Promise<void> {
-    await this.sheep.store.moveToStale(oid, epoch).catch(() => undefined);
+    const upTo = this.suspects.get(oid);
+    await this.sheep.store.moveToStale(oid, upTo === undefined ? epoch : Math.min(epoch, upTo)).catch(() => undefined);
     this.unsuspect(oid);
     this.verify.delete(oid);
   }

@@ -30,12 +30,6 @@ export interface ServerHooks {
 /** Most requests one connection may have in flight before the server stops reading from it. */
 export const MAX_IN_FLIGHT_PER_CONNECTION = 256;
 
-/*
- * Large payloads (object writes) land in reused, aligned buffers (sharedPayloads), returned once the
- * request is answered: by then every peer the gateway forwarded it to has replied, so it has been sent in
- * full (peer connections have no request timeout; a failed one is destroyed, which ends its writes).
- */
-
 function serveConnection(socket: Socket, hooks: ServerHooks): void {
   socket.setNoDelay(true);
   const peer = `${socket.remoteAddress}:${socket.remotePort}`;
@@ -96,6 +90,9 @@ function serveConnection(socket: Socket, hooks: ServerHooks): void {
       }
       const len = header.flags & Flag.CMD_WRITE ? header.dataLength : 0;
       if (inbox.length < len) return;
+      // Large payloads (object writes) land in reused, aligned buffers, returned once the request is
+      // answered: by then every peer the gateway forwarded it to has replied, so it has been sent in full
+      // (peer connections have no request timeout; a failed one is destroyed, which ends its writes).
       const pooled = payloads.get(len);
       const data = inbox.take(len, pooled ?? undefined);
       const req: IncomingRequest = { ...header, data };

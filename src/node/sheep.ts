@@ -384,8 +384,12 @@ export class Sheep {
     if (req.opcode >= 0x80 ? req.protoVer !== SD_SHEEP_PROTO_VER : req.protoVer > SD_PROTO_VER) return rsp({ result: Res.VER_MISMATCH });
     if (this.diskError && isPeerIo(req.opcode)) return rsp({ result: Res.NETWORK_ERROR }); // leaving: retry elsewhere
     if (this.stopped) return rsp({ result: Res.SHUTDOWN });
-    if (req.opcode >= Op.CREATE_AND_WRITE_PEER && req.opcode <= Op.REMOVE_PEER && !(req.flags & Flag.CMD_RECOVERY) && (this.status !== ClusterStatus.OK || this.awaitingState)) {
+    if (req.opcode >= Op.CREATE_AND_WRITE_PEER && req.opcode <= Op.REMOVE_PEER && (this.awaitingState || (!(req.flags & Flag.CMD_RECOVERY) && this.status !== ClusterStatus.OK))) {
       // Not caught up with the cluster yet: to the sender this is a newer epoch than ours; it retries.
+      // Recovery reads too while joining: until the cluster state arrives this node does not know which of
+      // its copies are outdated (ec-gw under a slow disk: a returning node served its outdated parity strip
+      // as live in that window, and the new holder took it). In a cluster waiting after a full stop they are
+      // served once the state has arrived, for the resume.
       return rsp({ result: Res.NEW_NODE_VER });
     }
     if (this.status === ClusterStatus.SHUTDOWN && !isForceOp(req.opcode)) return rsp({ result: Res.SHUTDOWN });

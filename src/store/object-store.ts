@@ -59,6 +59,21 @@ function mapFsError(err: unknown, what: string): StoreError {
   return Object.assign(new StoreError('EIO', `${what}: ${(err as Error)?.message ?? String(err)}`), { fsCode: code });
 }
 
+/**
+ * Fills `buf` from `fd` at `offset`; bytes past the file's end read as zeros. With `direct` (an O_DIRECT
+ * descriptor) a short read is the file's end, since a next read from an unaligned position would fail.
+ */
+async function readFully(fd: number, buf: Buffer, offset: number, direct: boolean): Promise<Buffer> {
+  let done = 0;
+  while (done < buf.length) {
+    const n = await p.read(fd, buf, done, buf.length - done, offset + done);
+    done += n;
+    if (n === 0 || (direct && n % DIRECT_ALIGNMENT !== 0)) break;
+  }
+  if (done < buf.length) buf.fill(0, done);
+  return buf;
+}
+
 /** Keeps recently used object files open: 4 KiB random I/O must not pay open+close each time. */
 class FdCache {
   private readonly fds = new Map<string, { fd: number; users: number }>();
@@ -399,6 +414,7 @@ export class ObjectStore implements Store {
 
   /** Reads `length` bytes at `offset` into `into` (or a new buffer). Bytes past the file's end read as zeros. */
   async read(oid: bigint, offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    if (into && into.length !== length) throw new RangeError(`read of ${length} bytes into a ${into.length}-byte buffer`);
     const path = this.path(oid);
     const buf = into ?? Buffer.allocUnsafe(length);
     if (this.directOk && length >= DIRECT_MIN_BYTES && length % DIRECT_ALIGNMENT === 0 && offset % DIRECT_ALIGNMENT === 0) {
@@ -417,14 +433,7 @@ export class ObjectStore implements Store {
       throw mapFsError(err, `read ${oidHex(oid)}`);
     }
     try {
-      let done = 0;
-      while (done < length) {
-        const n = await p.read(fd, buf, done, length - done, offset + done);
-        if (n === 0) break;
-        done += n;
-      }
-      if (done < length) buf.fill(0, done, length);
-      return buf;
+      return await readFully(fd, buf, offset, false);
     } catch (err) {
       throw mapFsError(err, `read ${oidHex(oid)}`);
     } finally {
@@ -446,14 +455,8 @@ export class ObjectStore implements Store {
       throw mapFsError(err, `read ${oidHex(oid)}`);
     }
     try {
-      let done = 0;
-      while (done < scratch.length) {
-        const n = await p.read(fd, scratch, done, scratch.length - done, offset + done);
-        done += n;
-        if (n === 0 || n % DIRECT_ALIGNMENT !== 0) break; // the file's end (a next read would be unaligned)
-      }
-      if (out !== scratch) scratch.copy(out, 0, 0, done);
-      if (done < scratch.length) out.fill(0, done, scratch.length);
+      await readFully(fd, scratch, offset, true);
+      if (out !== scratch) scratch.copy(out);
       this.directReads++;
       return out;
     } catch (err) {
@@ -502,14 +505,8 @@ export class ObjectStore implements Store {
     try {
       const fd = await p.open(path, fsc.O_RDONLY);
       try {
-        const buf = Buffer.alloc(length);
-        let done = 0;
-        while (done < length) {
-          const n = await p.read(fd, buf, done, length - done, done);
-          if (n === 0) break;
-          done += n;
-        }
-        return { data: buf, epoch: Number(names[0]!.slice(prefix.length)) };
+        const data = await readFully(fd, Buffer.allocUnsafe(length), 0, false);
+        return { data, epoch: Number(names[0]!.slice(prefix.length)) };
       } finally {
         await p.close(fd);
       }
