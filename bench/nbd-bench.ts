@@ -1,10 +1,11 @@
 // Part of npm run bench: VDIs through NBD next to an nbdkit file export, same machine, same run.
 // 3 sheep processes (local driver, copies 3, synchronous writes), NBD served by node 0.
-// Cases: qemu-img convert of BENCH_NBD_MIB (default 1024) MiB into and out of the export, and fio 4 KiB
+// Cases: qemu-img convert of BENCH_NBD_MIB (default 1024) MiB into and out of the export (and nbdcopy out
+// to null:), and fio 4 KiB
 // random read / write at queue depth 16 (BENCH_SECONDS each).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { SheepClient } from '../src/client/sheep-client.js';
 import { createVdi, format, LocalCluster, randomPortBase, waitForPort } from '../test/cluster-harness.js';
@@ -83,6 +84,12 @@ export async function runNbdBench(emit: (o: object) => void): Promise<void> {
     const wIn = timed('qemu-img', ['convert', '-n', '-f', 'raw', '-O', 'raw', src, ours]);
     const wKit = timed('qemu-img', ['convert', '-n', '-f', 'raw', '-O', 'raw', src, theirs]);
     rows['qemu-img convert into the export, MB/s'] = { ours: mb / wIn, nbdkit: mb / wKit };
+    const outFile = join(dir, 'out.raw');
+    const cOut = timed('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', ours, outFile]);
+    rmSync(outFile, { force: true });
+    const cKit = timed('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', theirs, outFile]);
+    rmSync(outFile, { force: true });
+    rows['qemu-img convert out of the export to a file, MB/s'] = { ours: mb / cOut, nbdkit: mb / cKit };
     const rOut = timed('nbdcopy', [ours, 'null:']);
     const rKit = timed('nbdcopy', [theirs, 'null:']);
     rows['nbdcopy out of the export to null:, MB/s'] = { ours: mb / rOut, nbdkit: mb / rKit };

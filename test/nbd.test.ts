@@ -17,7 +17,7 @@ import { ClusterFlag, Flag, Op, Res } from '../src/proto/constants.js';
 import { InodeOff } from '../src/proto/structs.js';
 import { vidToVdiOid } from '../src/proto/oid.js';
 import { NbdClient, infoRequest } from '../src/nbd/client.js';
-import { VdiDevice } from '../src/nbd/vdi-device.js';
+import { VdiDevice, VdiDeviceError } from '../src/nbd/vdi-device.js';
 import { Cmd, CmdFlag, Errno, Opt, Rep, State, TxFlag } from '../src/nbd/protocol.js';
 import { createVdi, format, randomPortBase, vdiInfo, waitForMembers, waitForPort } from './cluster-harness.js';
 import { removeDir, tempDir, withTimeout } from './helpers.js';
@@ -290,6 +290,7 @@ test('a snapshot taken while a connection is open: writes continue as COW on the
   const n = await NbdClient.connect('127.0.0.1', nbdPort, 'live');
   const A = Buffer.alloc(6 * MiB, 0x41);
   assert.is((await n.write(0, A)).error, 0);
+  assert.is((await n.flush()).error, 0); // acknowledged writes may still be on their way until a flush
   const newVid = await snapshot('live');
   assert.is.not(newVid, oldVid);
   // Same connection, same objects: the server answers READONLY internally; the client must not see it.
@@ -311,6 +312,110 @@ test('a snapshot taken while a connection is open: writes continue as COW on the
   A.copy(expectSnap, 0);
   assert.ok(snapBytes.equals(expectSnap), 'snapshot must keep the pre-snapshot data');
   assert.is(await vdiSize(newVid), BigInt(16 * MiB));
+}));
+
+test('a snapshot racing acknowledged, unflushed writes loses none of them in the working VDI', T(async () => {
+  const A = Buffer.alloc(6 * MiB, 0x41);
+  const B = Buffer.alloc(MiB, 0x42);
+  const expect = Buffer.alloc(10 * MiB);
+  A.copy(expect, 0);
+  for (const at of [1, 5, 9]) B.copy(expect, at * MiB);
+  for (let round = 0; round < 4; round++) {
+    const name = `racy${round}`;
+    const oldVid = await mkVdi(name, 16 * MiB);
+    const n = await NbdClient.connect('127.0.0.1', nbdPort, name);
+    assert.is((await n.write(0, A)).error, 0);
+    // The snapshot starts while A is (most likely) still being written: A lands in the snapshot or not,
+    // but always in the working VDI, and later writes follow it there.
+    const newVid = await snapshot(name);
+    const results = await Promise.all([1, 5, 9].map((at) => n.write(at * MiB, B)));
+    for (const r of results) assert.is(r.error, 0, r.message);
+    assert.ok((await n.read_(0, 10 * MiB)).data.equals(expect), `round ${round}: read back through the open connection`);
+    assert.is((await n.flush()).error, 0);
+    await n.disconnect();
+    assert.ok((await readVdi(c, newVid, 0, 10 * MiB)).equals(expect), `round ${round}: working VDI over the wire`);
+    // The snapshot holds, object by object, either what A wrote or nothing; never B.
+    const snap = await readVdi(c, oldVid, 0, 8 * MiB);
+    for (const obj of [0, 1]) {
+      const got = snap.subarray(obj * 4 * MiB, (obj + 1) * 4 * MiB);
+      const withA = expect.subarray(0, 8 * MiB).subarray(obj * 4 * MiB, (obj + 1) * 4 * MiB);
+      const a = Buffer.concat([A, Buffer.alloc(2 * MiB)]).subarray(obj * 4 * MiB, (obj + 1) * 4 * MiB);
+      assert.ok(got.equals(a) || got.equals(Buffer.alloc(4 * MiB)), `round ${round}: snapshot object ${obj} is neither A nor empty (B leaked: ${got.includes(0x42)}, ${withA.length})`);
+    }
+  }
+}));
+
+test('write-back: early acknowledgement within the window, ordered overlaps, errors reported by the next flush', T(async () => {
+  await mkVdi('wback', 64 * MiB);
+  // A transport that holds data writes until released, and can make them fail.
+  let gate: Promise<void> = Promise.resolve();
+  let open: () => void = () => undefined;
+  let failNext = 0;
+  const seen: number[] = [];
+  const gated = {
+    request: async (init: Parameters<SheepClient['request']>[0], data?: Uint8Array) => {
+      const dataWrite = (init.opcode === Op.WRITE_OBJ || init.opcode === Op.CREATE_AND_WRITE_OBJ) && init.obj && ((init.obj.oid ?? 0n) & (1n << 63n)) === 0n;
+      if (dataWrite) {
+        await gate;
+        seen.push(data![0]!);
+        if (failNext > 0) {
+          failNext--;
+          const r = await c.request(init, data); // the write happens; its reply is turned into a failure
+          return { ...r, result: Res.EIO };
+        }
+      }
+      return c.request(init, data);
+    },
+  };
+  const dev = await VdiDevice.open(gated, 'wback', () => undefined, 8 * MiB);
+  const close = () => {
+    gate = new Promise<void>((r) => (open = r));
+  };
+  // With the replicas stalled, writes are acknowledged until 8 MiB are outstanding, and no further.
+  close();
+  let acked = 0;
+  const writes = [0, 1, 2, 3, 4].map((i) => dev.write(i * 2 * MiB, Buffer.alloc(2 * MiB, i + 1), { writeBack: true }).then(() => acked++));
+  await new Promise((r) => setTimeout(r, 200));
+  assert.is(acked, 4, 'four 2 MiB writes fit an 8 MiB window; the fifth waits for room');
+  assert.is(dev.stats.earlyAcks, 4);
+  // A read of a range still being written waits for the write.
+  let readDone = false;
+  const read = dev.read(MiB, 4096).then((b) => ((readDone = true), b));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.not.ok(readDone, 'a read does not overtake an acknowledged write of its range');
+  open();
+  await Promise.all(writes);
+  assert.ok((await read).equals(Buffer.alloc(4096, 1)));
+  await dev.flush();
+  // Overlapping writes acknowledged early apply in order: the last one wins.
+  close();
+  seen.length = 0;
+  for (let v = 1; v <= 5; v++) await dev.write(20 * MiB, Buffer.alloc(MiB, v), { writeBack: true });
+  open();
+  await dev.flush();
+  assert.equal(seen, [1, 2, 3, 4, 5], 'writes of one range reach the cluster in arrival order');
+  assert.ok((await dev.read(20 * MiB, MiB)).equals(Buffer.alloc(MiB, 5)));
+  // A failed acknowledged write: the next flush reports it, once; meanwhile writes are not acknowledged early.
+  failNext = 1;
+  await dev.write(30 * MiB, Buffer.alloc(MiB, 7), { writeBack: true });
+  const early = dev.stats.earlyAcks;
+  await dev.settle();
+  await dev.write(31 * MiB, Buffer.alloc(MiB, 8), { writeBack: true });
+  assert.is(dev.stats.earlyAcks, early, 'no early acknowledgement while a failure is unreported');
+  const flushErr = await dev.flush().then(() => null, (e: unknown) => e);
+  assert.ok(flushErr instanceof VdiDeviceError && flushErr.errno === Errno.EIO, 'the flush reports the lost write');
+  await dev.flush(); // reported once
+  await dev.write(32 * MiB, Buffer.alloc(MiB, 9), { writeBack: true });
+  assert.is(dev.stats.earlyAcks, early + 1, 'early acknowledgement resumes after the report');
+  // A write larger than the window is acknowledged only once complete.
+  close();
+  let bigDone = false;
+  const big = dev.write(40 * MiB, Buffer.alloc(12 * MiB, 3), { writeBack: true }).then(() => (bigDone = true));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.not.ok(bigDone);
+  open();
+  await big;
+  await dev.close();
 }));
 
 test('VdiDevice speaks to the sheep as QEMU did: LOCK_VDI, one inode read, COW creates, coalesced index writes', T(async () => {

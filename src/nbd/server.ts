@@ -2,6 +2,7 @@
 // handshake, structured replies, base:allocation block status, multi-conn). Each export is a
 // VdiDevice (QEMU sheepdog driver semantics) shared by all connections to it. Protocol:
 // NetworkBlockDevice doc/proto.md; what real clients send: /work/shared/notes/nbd-clients.md.
+import { readSocket } from '../net/socket-reader.js';
 import { tickCorkedWriter, type CorkedWriter } from '../net/tick-cork.js';
 import { ByteQueue } from '../net/byte-queue.js';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
@@ -49,7 +50,7 @@ import {
   parseMetaRequest,
   type NbdRequest,
 } from './protocol.js';
-import { VdiDevice, VdiDeviceError, listExports, probeExport } from './vdi-device.js';
+import { DEFAULT_WRITE_BACK_BYTES, VdiDevice, VdiDeviceError, listExports, probeExport } from './vdi-device.js';
 
 export type NbdLog = (level: 'info' | 'warn' | 'error' | 'debug', msg: string) => void;
 
@@ -62,6 +63,11 @@ export interface NbdServerOptions {
   readonly listSnapshots?: boolean;
   /** a connection that has not finished its handshake by then is dropped (default 60 s) */
   readonly handshakeTimeoutMs?: number;
+  /**
+   * Per open VDI: bytes of writes acknowledged before every replica has them (a volatile write cache
+   * that FLUSH empties; default DEFAULT_WRITE_BACK_BYTES). 0: acknowledge each write once complete.
+   */
+  readonly writeBackBytes?: number;
 }
 
 /** Longest option payload we read (export names are at most 4096 bytes). */
@@ -149,7 +155,7 @@ export class NbdServer {
     if (pending) await pending;
     let slot = this.devices.get(exportName);
     if (!slot) {
-      const device = VdiDevice.open(this.opts.transport, exportName, this.log);
+      const device = VdiDevice.open(this.opts.transport, exportName, this.log, this.opts.writeBackBytes ?? DEFAULT_WRITE_BACK_BYTES);
       slot = { device, refs: 0 };
       this.devices.set(exportName, slot);
       device.catch(() => {
@@ -222,6 +228,8 @@ class NbdConnection {
   // transmission state
   private current: NbdRequest | null = null;
   private discardLeft = 0;
+  /** the current WRITE's payload when it lands in a pooled buffer, filled as bytes arrive */
+  private payload: { buf: Buffer; filled: number } | null = null;
   private inflight = 0;
   private inflightBytes = 0;
   private paused = false;
@@ -239,7 +247,14 @@ class NbdConnection {
   ) {
     this.peer = `${socket.remoteAddress}:${socket.remotePort}`;
     this.write = tickCorkedWriter(socket);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    readSocket(socket, {
+      bytes: (chunk, transient) => this.onData(chunk, transient),
+      direct: () => (this.payload && this.inbox.length === 0 && this.phase === 'transmission' ? this.payload.buf.subarray(this.payload.filled) : null),
+      landed: (n) => {
+        this.payload!.filled += n;
+        this.pump();
+      },
+    });
     socket.on('error', (err) => this.onClose(err.message));
     socket.on('close', () => this.onClose('connection closed'));
     this.handshakeTimer = setTimeout(() => this.destroy('handshake timed out'), server.opts.handshakeTimeoutMs ?? 60_000);
@@ -271,6 +286,10 @@ class NbdConnection {
     if (this.phase === 'closed') return;
     this.phase = 'closed';
     clearTimeout(this.handshakeTimer);
+    if (this.payload) {
+      sharedPayloads.release(this.payload.buf); // a WRITE cut short: the socket reads no more into it
+      this.payload = null;
+    }
     this.closedErr = new ConnectionClosed(reason);
     if (this.waiter) {
       this.waiter.reject(this.closedErr);
@@ -288,9 +307,18 @@ class NbdConnection {
     this.resolveFinished();
   }
 
-  private onData(chunk: Buffer): void {
+  private onData(chunk: Buffer, transient: boolean): void {
     if (this.phase === 'closed') return;
-    this.inbox.push(chunk);
+    if (transient) this.inbox.pushTransient(chunk);
+    else this.inbox.push(chunk);
+    try {
+      this.consume();
+    } finally {
+      this.inbox.keep();
+    }
+  }
+
+  private consume(): void {
     if (this.phase === 'handshake') {
       if (this.waiter && this.inbox.length >= this.waiter.n) {
         const w = this.waiter;
@@ -551,9 +579,20 @@ class NbdConnection {
       const req = this.current;
       let payload: Buffer | null = null;
       if (req.type === Cmd.WRITE) {
-        if (this.inbox.length < req.length) return;
-        const pooled = sharedPayloads.get(req.length);
-        payload = this.inbox.take(req.length, pooled ?? undefined);
+        if (!this.payload) {
+          const pooled = sharedPayloads.get(req.length);
+          if (pooled) this.payload = { buf: pooled, filled: 0 };
+        }
+        if (this.payload) {
+          this.payload.filled += this.inbox.fill(this.payload.buf, this.payload.filled);
+          if (this.payload.filled < req.length) return;
+          payload = this.payload.buf;
+          this.payload = null;
+        } else {
+          // not pooled (small, or the pool is spent): collected as it arrives, never allocated up front
+          if (this.inbox.length < req.length) return;
+          payload = this.inbox.take(req.length);
+        }
       }
       this.current = null;
       if (req.type === Cmd.DISC) {
@@ -567,25 +606,31 @@ class NbdConnection {
   }
 
   private maybeEndAfterDisc(): void {
-    if (this.disconnecting && this.inflight === 0 && this.phase === 'transmission') {
-      this.socket.end();
-      this.onClose('client sent NBD_CMD_DISC');
+    if (!this.disconnecting || this.inflight > 0 || this.phase !== 'transmission') return;
+    // Writes acknowledged early are completed before the connection ends, so a client that waits for
+    // the close (libnbd) finds its data readable by every other client, without a FLUSH.
+    if (this.device?.busy) {
+      void this.device.settle().then(() => this.maybeEndAfterDisc());
+      return;
     }
+    this.socket.end();
+    this.onClose('client sent NBD_CMD_DISC');
   }
 
   private dispatch(req: NbdRequest, payload: Buffer | null): void {
     const bytes = req.type === Cmd.READ || req.type === Cmd.WRITE ? req.length : 0;
     this.inflight++;
     this.inflightBytes += bytes;
-    void this.execute(req, payload)
+    const owned = { payload };
+    void this.execute(req, owned)
       .catch((e) => {
         const errno = e instanceof VdiDeviceError ? e.errno : Errno.EIO;
         if (!(e instanceof VdiDeviceError) || errno === Errno.EIO) this.log('warn', `nbd: ${this.peer}: ${cmdName(req.type)} ${req.offset}+${req.length} on '${this.exportName}' failed: ${(e as Error)?.message ?? e}`);
         this.replyError(req, errno, (e as Error)?.message ?? String(e));
       })
       .finally(() => {
-        // Every request the write made has been answered, so nothing refers to its payload any more.
-        if (payload) sharedPayloads.release(payload);
+        // A payload not handed to the device is referenced by nothing any more.
+        if (owned.payload) sharedPayloads.release(owned.payload);
         this.inflight--;
         this.inflightBytes -= bytes;
         if (this.phase === 'closed') return this.maybeFinish();
@@ -607,7 +652,8 @@ class NbdConnection {
     else this.send(encodeSimpleReply(req.cookie, errno));
   }
 
-  private async execute(req: NbdRequest, payload: Buffer | null): Promise<void> {
+  /** `owned.payload`: the WRITE payload; set to null once handed to the device, which releases it. */
+  private async execute(req: NbdRequest, owned: { payload: Buffer | null }): Promise<void> {
     const dev = this.device!;
     if (req.flags & ~KNOWN_CMD_FLAGS) throw new VdiDeviceError(Errno.EINVAL, `unknown command flags 0x${req.flags.toString(16)}`);
     const writing = req.type === Cmd.WRITE || req.type === Cmd.TRIM || req.type === Cmd.WRITE_ZEROES;
@@ -628,13 +674,19 @@ class NbdConnection {
         else this.sendRead(encodeSimpleReply(req.cookie, 0), data);
         return;
       }
-      case Cmd.WRITE:
-        if (req.length > 0) await dev.write(req.offset, payload!);
+      case Cmd.WRITE: {
+        const fua = (req.flags & CmdFlag.FUA) !== 0;
+        const data = owned.payload!;
+        owned.payload = null;
+        // Every request the write makes is answered before onSettled, so the payload can go back then.
+        if (req.length > 0) await dev.write(req.offset, data, { writeBack: !fua, onSettled: () => sharedPayloads.release(data) });
+        else sharedPayloads.release(data);
         // FUA: durable on every replica before the reply (a cluster flush after the write, as nbdkit's file
         // plugin fdatasyncs after a FUA write).
-        if (req.flags & CmdFlag.FUA) await dev.commit();
+        if (fua) await dev.commit();
         this.replyOk(req);
         return;
+      }
       case Cmd.FLUSH:
         await dev.flush();
         this.replyOk(req);
@@ -652,7 +704,7 @@ class NbdConnection {
       case Cmd.BLOCK_STATUS: {
         if (!this.structured || !this.metaAllocation) throw new VdiDeviceError(Errno.EINVAL, 'no metadata context was negotiated');
         if (req.length === 0) throw new VdiDeviceError(Errno.EINVAL, 'block status of 0 bytes');
-        const extents = dev.extents(req.offset, req.length, (req.flags & CmdFlag.REQ_ONE) !== 0);
+        const extents = await dev.extents(req.offset, req.length, (req.flags & CmdFlag.REQ_ONE) !== 0);
         this.send(encodeBlockStatusChunk(req.cookie, ReplyFlag.DONE, BASE_ALLOCATION_ID, extents));
         return;
       }

@@ -12,6 +12,7 @@ import type { SheepTransport } from '../client/transport.js';
 import type { SheepResponse } from '../client/sheep-client.js';
 import { Errno, State } from './protocol.js';
 import { sharedPayloads } from '../net/payload-pool.js';
+import assert from 'node:assert/strict';
 
 /** An export name: `NAME`, `NAME:SNAPID` (all digits) or `NAME:TAG`, as QEMU's legacy sheepdog: syntax. */
 export interface ExportSpec {
@@ -161,6 +162,25 @@ interface Piece {
 }
 
 const MAX_RETRIES = 8;
+/** How long a write that found its VDI turned into a snapshot waits for the new working VDI to appear. */
+const RELOAD_WAIT_MS = 10_000;
+const RELOAD_POLL_MS = 20;
+
+/**
+ * Write-back window of an open VDI: bytes of writes acknowledged before every replica has them. 32 MiB
+ * keeps a client that writes one 2 MiB request at a time (qemu-img convert) streaming at disk speed.
+ */
+export const DEFAULT_WRITE_BACK_BYTES = 32 << 20;
+export const MAX_WRITE_BACK_BYTES = 1 << 30;
+
+interface PendingRange {
+  readonly start: number;
+  readonly end: number;
+  /** resolves (never rejects) once the request has completed or failed */
+  readonly settled: Promise<void>;
+}
+
+const noop = (): void => undefined;
 
 /** One open VDI, shared by every NBD connection to the same export. */
 export class VdiDevice {
@@ -176,8 +196,20 @@ export class VdiDevice {
   private reloading: Promise<void> | null = null;
   /** per object index: held while an object is created / deallocated and its index entry updated */
   private readonly locks = new Map<number, Promise<void>>();
-  /** writes, trims and zeroes in flight (any connection): FLUSH waits for these */
-  private readonly inflight = new Set<Promise<void>>();
+  /**
+   * Writes, trims and zeroes not yet completed (any connection), in arrival order. A request touching
+   * the range of an earlier one starts only once that one has completed, so an early-acknowledged
+   * write is never overtaken by a later write, and reads see it. FLUSH waits for all of them.
+   */
+  private readonly pending = new Set<PendingRange>();
+  /** bytes of writes acknowledged before they completed (the write-back window in use) */
+  private writeBackBytes = 0;
+  private readonly roomWaiters: Array<() => void> = [];
+  /**
+   * The first failure of a write acknowledged early: reported by the next FLUSH, as a disk reports a
+   * failed write-back. While one is pending, writes are acknowledged only once complete.
+   */
+  private deferredError: Error | null = null;
   /**
    * Writes go out with Flag.WRITEBACK: the replicas may keep them in their page cache until FLUSH, as a
    * disk with a volatile write cache (NBD_FLAG_SEND_FLUSH) may. `unflushed`: some were sent since the
@@ -186,19 +218,28 @@ export class VdiDevice {
   private unflushed = false;
   private zeroBuf: Buffer | null = null;
   private closed = false;
-  readonly stats = { reads: 0, writes: 0, creates: 0, cows: 0, indexWrites: 0, reloads: 0 };
+  readonly stats = { reads: 0, writes: 0, earlyAcks: 0, creates: 0, cows: 0, indexWrites: 0, reloads: 0 };
 
   private constructor(
     private readonly t: SheepTransport,
     readonly exportName: string,
     readonly spec: ExportSpec,
     private readonly log: (level: 'info' | 'warn' | 'error' | 'debug', msg: string) => void,
-  ) {}
+    /** most bytes of writes acknowledged before completing; 0 acknowledges every write once complete */
+    readonly writeBackLimit: number,
+  ) {
+    assert(Number.isSafeInteger(writeBackLimit) && writeBackLimit >= 0 && writeBackLimit <= MAX_WRITE_BACK_BYTES, `write-back window ${writeBackLimit} out of range`);
+  }
 
   /** LOCK_VDI + inode read, as QEMU's sd_open. */
-  static async open(t: SheepTransport, exportName: string, log: (level: 'info' | 'warn' | 'error' | 'debug', msg: string) => void = () => undefined): Promise<VdiDevice> {
+  static async open(
+    t: SheepTransport,
+    exportName: string,
+    log: (level: 'info' | 'warn' | 'error' | 'debug', msg: string) => void = () => undefined,
+    writeBackLimit = DEFAULT_WRITE_BACK_BYTES,
+  ): Promise<VdiDevice> {
     const { rsp: r, spec } = await lookup(t, exportName, true);
-    const d = new VdiDevice(t, exportName, spec, log);
+    const d = new VdiDevice(t, exportName, spec, log, writeBackLimit);
     if (r.result !== Res.SUCCESS) fail(r.result, `opening ${exportName}`);
     const vid = r.raw.readUInt32LE(24);
     d.lockedVid = vid;
@@ -253,10 +294,17 @@ export class VdiDevice {
     if (this.vid !== failedVid) return Promise.resolve();
     if (this.reloading) return this.reloading;
     this.reloading = (async () => {
-      const r = await this.t.request({ opcode: Op.GET_VDI_INFO, vdi: { snapid: 0 } }, nameTag(this.spec.name));
-      if (r.result !== Res.SUCCESS) fail(r.result, `reloading ${this.spec.name}`);
-      const vid = r.raw.readUInt32LE(24);
-      if (vid === failedVid) throw new VdiDeviceError(Errno.EPERM, `${this.spec.name} (vid ${vid.toString(16)}) is read-only`, Res.READONLY);
+      // A snapshot marks the old inode before its successor is registered: wait for the successor.
+      let vid = failedVid;
+      for (let waited = 0; ; waited += RELOAD_POLL_MS) {
+        const r = await this.t.request({ opcode: Op.GET_VDI_INFO, vdi: { snapid: 0 } }, nameTag(this.spec.name));
+        // NO_VDI: the old one is marked, the new one not there yet (or the VDI is gone, once we give up)
+        if (r.result !== Res.SUCCESS && (r.result !== Res.NO_VDI || waited >= RELOAD_WAIT_MS)) fail(r.result, `reloading ${this.spec.name}`);
+        vid = r.result === Res.SUCCESS ? r.raw.readUInt32LE(24) : failedVid;
+        if (vid !== failedVid) break;
+        if (waited >= RELOAD_WAIT_MS) throw new VdiDeviceError(Errno.EPERM, `${this.spec.name} (vid ${vid.toString(16)}) is read-only`, Res.READONLY);
+        await new Promise((r) => setTimeout(r, RELOAD_POLL_MS));
+      }
       await this.loadInode(vid);
       this.stats.reloads++;
       this.log('info', `nbd: ${this.exportName}: a snapshot was taken; continuing on vid ${vid.toString(16)} (was ${failedVid.toString(16)})`);
@@ -319,13 +367,21 @@ export class VdiDevice {
     if (write && this.readOnly) throw new VdiDeviceError(Errno.EPERM, `${this.exportName} is a read-only snapshot`);
   }
 
-  private track<T>(p: Promise<T>): Promise<T> {
-    const settled = p.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.inflight.add(settled);
-    void settled.then(() => this.inflight.delete(settled));
+  /** Promise of the completion of every pending request overlapping [offset, offset+length), if any. */
+  private overlapping(offset: number, length: number): Promise<unknown> | undefined {
+    const end = offset + length;
+    let deps: Array<Promise<void>> | undefined;
+    for (const r of this.pending) if (r.start < end && offset < r.end) (deps ??= []).push(r.settled);
+    return deps && (deps.length === 1 ? deps[0] : Promise.all(deps));
+  }
+
+  /** Runs a mutating request once every earlier overlapping one has completed; FLUSH waits for it. */
+  private ordered(offset: number, length: number, run: () => Promise<void>): Promise<void> {
+    const before = this.overlapping(offset, length);
+    const p = before ? before.then(run) : run();
+    const range: PendingRange = { start: offset, end: offset + length, settled: p.then(noop, noop) };
+    this.pending.add(range);
+    void range.settled.then(() => this.pending.delete(range));
     return p;
   }
 
@@ -340,6 +396,8 @@ export class VdiDevice {
   async read(offset: number, length: number): Promise<Buffer> {
     this.checkRange(offset, length, false);
     this.stats.reads++;
+    const before = this.overlapping(offset, length);
+    if (before) await before; // an acknowledged write still on its way: read what it wrote
     const pieces = this.split(offset, length);
     if (pieces.length === 1) return this.readPiece(pieces[0]!);
     const out = Buffer.allocUnsafe(length);
@@ -373,16 +431,54 @@ export class VdiDevice {
 
   // ---- writes -----------------------------------------------------------------------------------
 
-  /** Writes `data` at `offset` (objects are durable on every replica when this resolves). */
-  write(offset: number, data: Uint8Array): Promise<void> {
+  /**
+   * Writes `data` at `offset`. Without `writeBack` this resolves once every replica has the data. With
+   * it, it may resolve as soon as the write has been started, while the window has room: a volatile
+   * write cache, as NBD allows (the client's FLUSH waits for it; reads and later writes of the range
+   * are ordered after it). `onSettled` runs once the write has completed or failed and `data` is no
+   * longer referenced.
+   */
+  write(offset: number, data: Uint8Array, opts: { writeBack?: boolean; onSettled?: () => void } = {}): Promise<void> {
     try {
       this.checkRange(offset, data.length, true);
     } catch (e) {
+      opts.onSettled?.();
       return Promise.reject(e);
     }
     this.stats.writes++;
     const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    return this.track(this.writePieces(this.split(offset, data.length), (p) => buf.subarray(p.pos, p.pos + p.len)));
+    const done = this.ordered(offset, data.length, () => this.writePieces(this.split(offset, data.length), (p) => buf.subarray(p.pos, p.pos + p.len)));
+    if (opts.onSettled) void done.then(opts.onSettled, opts.onSettled);
+    const early = opts.writeBack === true && this.deferredError === null && data.length <= this.writeBackLimit;
+    return early ? this.acknowledgeEarly(done, data.length) : done;
+  }
+
+  /**
+   * Resolves once the window has room for a write in progress (it then counts against the window until
+   * complete), or with the write's own outcome if it completes first.
+   */
+  private async acknowledgeEarly(done: Promise<void>, length: number): Promise<void> {
+    let settled = false;
+    const finished = done.then(
+      () => void (settled = true),
+      () => void (settled = true),
+    );
+    while (this.writeBackBytes + length > this.writeBackLimit) {
+      await Promise.race([finished, new Promise<void>((wake) => this.roomWaiters.push(wake))]);
+      if (settled) return done;
+    }
+    this.writeBackBytes += length;
+    this.stats.earlyAcks++;
+    void done
+      .catch((e: unknown) => {
+        this.log('error', `nbd: ${this.exportName}: an acknowledged write failed; the next flush reports it: ${(e as Error)?.message ?? e}`);
+        this.deferredError ??= e instanceof Error ? e : new VdiDeviceError(Errno.EIO, String(e));
+      })
+      .finally(() => {
+        this.writeBackBytes -= length;
+        assert(this.writeBackBytes >= 0, 'write-back window accounting went negative');
+        for (const wake of this.roomWaiters.splice(0)) wake();
+      });
   }
 
   /**
@@ -396,7 +492,7 @@ export class VdiDevice {
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.track(this.zeroPieces(this.split(offset, length), mayDeallocate));
+    return this.ordered(offset, length, () => this.zeroPieces(this.split(offset, length), mayDeallocate));
   }
 
   private async zeroPieces(pieces: Piece[], mayDeallocate: boolean): Promise<void> {
@@ -432,7 +528,10 @@ export class VdiDevice {
           const span: number[] = [];
           for (let i = clear[0]!; i <= clear[clear.length - 1]!; i++) span.push(i);
           await this.writeIndexRuns(vid, span, 0);
-          if (this.generation === gen) {
+          // Made a snapshot meanwhile (its successor may have copied the entries before we cleared
+          // them): clear them in the new working VDI too. The snapshot then reads as if the discard came first.
+          if (await this.isSnapshotInode(vid)) snapshotVid = vid;
+          else if (this.generation === gen) {
             for (const i of clear) this.index[i] = 0;
             return;
           }
@@ -557,10 +656,16 @@ export class VdiDevice {
       );
       if (created.length > 0) {
         created.sort((a, b) => a - b);
-        await this.writeIndexRuns(vid, created, vid);
-        // The inode we just wrote may have become a snapshot meanwhile (dog vdi snapshot): then the new
-        // working VDI may lack these entries, so redo the pieces there (COW from what we wrote).
-        if (this.generation === gen && (await this.isSnapshotInode(vid))) readonly = true;
+        // The inode may have become a snapshot meanwhile (dog vdi snapshot): refused (READONLY), or
+        // written but marked, in which case the new working VDI may lack these entries. Either way the
+        // pieces are redone there (COW from what we wrote).
+        try {
+          await this.writeIndexRuns(vid, created, vid);
+        } catch (e) {
+          if (!(e instanceof VdiDeviceError && e.result === Res.READONLY)) throw e;
+          readonly = true;
+        }
+        if (!readonly && this.generation === gen && (await this.isSnapshotInode(vid))) readonly = true;
         if (this.generation === gen && !readonly) for (const i of created) this.index[i] = vid;
         if (this.generation !== gen || readonly) {
           readonly = true;
@@ -581,8 +686,23 @@ export class VdiDevice {
    * durable on every replica.
    */
   async flush(): Promise<void> {
-    if (this.inflight.size > 0) await Promise.all([...this.inflight]);
+    await this.settle();
+    const failed = this.deferredError;
+    if (failed) {
+      this.deferredError = null; // reported once, as fsync reports a failed write-back
+      throw failed;
+    }
     await this.commit();
+  }
+
+  /** Completes once every write, trim and zero begun before it has completed (visible to every reader). */
+  async settle(): Promise<void> {
+    if (this.pending.size > 0) await Promise.all([...this.pending].map((r) => r.settled));
+  }
+
+  /** true while writes, trims or zeroes are in progress */
+  get busy(): boolean {
+    return this.pending.size > 0;
   }
 
   /** Makes every completed write durable (FUA, or the end of a flush): one cluster-wide flush. */
@@ -597,8 +717,10 @@ export class VdiDevice {
   }
 
   /** base:allocation extents for [offset, offset+length): unallocated objects are HOLE|ZERO. */
-  extents(offset: number, length: number, one: boolean): Array<{ length: number; flags: number }> {
+  async extents(offset: number, length: number, one: boolean): Promise<Array<{ length: number; flags: number }>> {
     this.checkRange(offset, length, false);
+    const before = this.overlapping(offset, length);
+    if (before) await before; // a write still on its way may allocate objects of the range
     const os = this.objectSize;
     const end = offset + length;
     const out: Array<{ length: number; flags: number }> = [];
@@ -630,7 +752,11 @@ export class VdiDevice {
   /** Waits for writes in flight, then RELEASE_VDI. */
   async close(): Promise<void> {
     if (this.closed) return;
-    await this.flush();
+    try {
+      await this.flush();
+    } catch (e) {
+      this.log('error', `nbd: closing ${this.exportName}: the final flush failed: ${(e as Error)?.message ?? e}`);
+    }
     this.closed = true;
     // QEMU released its current vid; after a live snapshot that leaves the lock on the (old) vid it
     // took, so release the vid we locked. Never release a vid we did not lock: that would drop

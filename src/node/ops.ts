@@ -565,16 +565,38 @@ async function newVdi(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<Rep
     }
     // Every new VDI of a family takes the next snapshot id (a new name starts at 1).
     const newSnapId = lookup.maxSnapId + 1;
+    const now = nowTime(sheep);
+    // The VDI that stops being the working one becomes a snapshot, and is marked so BEFORE its index is
+    // copied: a client that records new objects in it checks the mark after its index write, so each
+    // entry is either in the copy or redone by its writer in the new working VDI (copying first, as
+    // Sheepdog 1.0 does, loses entries written between the copy and the mark).
+    const retired = isSnapshot ? working!.vid : undefined;
+    const setSnapCtime = async (vid: number, t: bigint) => {
+      const b = Buffer.alloc(8);
+      b.writeBigUInt64LE(t, 0);
+      await gatewayWrite(sheep, vidToVdiOid(vid), b, InodeOff.snapCtime, false);
+    };
+    const unmark = async () => {
+      if (retired) await setSnapCtime(retired, 0n).catch((e) => sheep.log('error', `snapshot of ${name} failed and ${retired.toString(16)} could not be made the working VDI again: ${(e as Error)?.message ?? e}`));
+    };
+    if (retired) {
+      try {
+        await setSnapCtime(retired, now);
+      } catch (e) {
+        await unmark();
+        throw new SheepError(e instanceof SheepError && e.result === Res.NO_SPACE ? Res.NO_SPACE : Res.BASE_VDI_WRITE);
+      }
+    }
     if (v.baseVdiId !== 0) {
       try {
         const full = await gatewayRead(sheep, vidToVdiOid(v.baseVdiId), 0, SD_INODE_DATA_VDI_ID_OFFSET + 4 * 2 ** 20);
         base = decodeInodeHeader(full);
         baseIndex = full.subarray(SD_INODE_DATA_VDI_ID_OFFSET);
       } catch {
+        await unmark();
         throw new SheepError(Res.BASE_VDI_READ);
       }
     }
-    const now = nowTime(sheep);
     const vdiCopies = base && (isSnapshot || isRebase) ? base.nrCopies : copies;
     const vdiBss = base ? base.blockSizeShift : bss;
     const vdiPolicy = base && (isSnapshot || isRebase) ? base.copyPolicy : copyPolicy;
@@ -600,14 +622,8 @@ async function newVdi(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<Rep
     if (baseIndex && last > 0) baseIndex.copy(body, SD_INODE_DATA_VDI_ID_OFFSET, 0, last);
     try {
       await gatewayWrite(sheep, vidToVdiOid(newVid), body, 0, true, vdiCopies);
-      // The VDI that stops being the working one becomes a snapshot.
-      const retired = isSnapshot ? working!.vid : undefined;
-      if (retired) {
-        const t = Buffer.alloc(8);
-        t.writeBigUInt64LE(now, 0);
-        await gatewayWrite(sheep, vidToVdiOid(retired), t, InodeOff.snapCtime, false);
-      }
     } catch (e) {
+      await unmark();
       throw new SheepError(e instanceof SheepError && e.result === Res.NO_SPACE ? Res.NO_SPACE : Res.VDI_WRITE);
     }
     return {

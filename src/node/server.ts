@@ -1,13 +1,14 @@
 // The TCP front door: Sheepdog framing (48-byte header, then data_length bytes only when CMD_WRITE),
 // many requests in flight per connection, answers in any order. Untrusted lengths never allocate:
-// payload chunks are collected as they arrive, and a declared length above the limit closes that
-// connection (only that one) with a logged reason.
+// payloads fill a bounded pool's buffers (or are collected as they arrive), and a declared length above
+// the limit closes that connection (only that one) with a logged reason.
 import { createServer, type Server, type Socket } from 'node:net';
 import { Flag, SD_HEADER_SIZE } from '../proto/constants.js';
 import { decodeReqHeader, type ReqHeader } from '../proto/header.js';
 import { ByteQueue } from '../net/byte-queue.js';
 import { sharedPayloads as payloads } from '../net/payload-pool.js';
 import { tickCorkedWriter } from '../net/tick-cork.js';
+import { readSocket } from '../net/socket-reader.js';
 
 export interface IncomingRequest extends ReqHeader {
   readonly raw: Buffer;
@@ -72,8 +73,12 @@ function serveConnection(socket: Socket, hooks: ServerHooks): void {
       });
   };
 
-  socket.on('data', (chunk: Buffer) => {
-    inbox.push(chunk);
+  // A large payload is received into its pooled buffer as it arrives (directly by the kernel when
+  // nothing else is queued), returned once the request is answered: by then every peer the gateway
+  // forwarded it to has replied, so it has been sent in full (peer connections have no request
+  // timeout; a failed one is destroyed, which ends its writes).
+  let payload: { buf: Buffer; filled: number } | null = null;
+  const parse = () => {
     for (;;) {
       if (!header) {
         if (inbox.length < SD_HEADER_SIZE) return;
@@ -86,21 +91,46 @@ function serveConnection(socket: Socket, hooks: ServerHooks): void {
             socket.destroy();
             return;
           }
+          const pooled = payloads.get(header.dataLength);
+          if (pooled) payload = { buf: pooled, filled: 0 };
         }
       }
-      const len = header.flags & Flag.CMD_WRITE ? header.dataLength : 0;
-      if (inbox.length < len) return;
-      // Large payloads (object writes) land in reused, aligned buffers, returned once the request is
-      // answered: by then every peer the gateway forwarded it to has replied, so it has been sent in full
-      // (peer connections have no request timeout; a failed one is destroyed, which ends its writes).
-      const pooled = payloads.get(len);
-      const data = inbox.take(len, pooled ?? undefined);
+      let data: Buffer;
+      if (payload) {
+        payload.filled += inbox.fill(payload.buf, payload.filled);
+        if (payload.filled < payload.buf.length) return;
+        data = payload.buf;
+      } else {
+        const len = header.flags & Flag.CMD_WRITE ? header.dataLength : 0;
+        if (inbox.length < len) return;
+        data = inbox.take(len);
+      }
       const req: IncomingRequest = { ...header, data };
+      const pooled = payload ? payload.buf : null;
       header = null;
+      payload = null;
       dispatch(req, pooled);
     }
+  };
+  readSocket(socket, {
+    bytes(chunk, transient) {
+      if (socket.destroyed) return;
+      if (transient) inbox.pushTransient(chunk);
+      else inbox.push(chunk);
+      parse();
+      inbox.keep();
+    },
+    direct: () => (payload && inbox.length === 0 && !socket.destroyed ? payload.buf.subarray(payload.filled) : null),
+    landed(n) {
+      payload!.filled += n;
+      parse();
+    },
   });
   socket.on('error', () => socket.destroy());
+  socket.once('close', () => {
+    if (payload) payloads.release(payload.buf); // a payload cut short: the socket reads no more into it
+    payload = null;
+  });
 }
 
 const connections = new WeakMap<Server, Set<Socket>>();
