@@ -27,6 +27,8 @@ test('bad arguments: clear message, exit 64, nothing started', withTimeout(30_00
       [[dir, '-l', 'level=9'], /must be in 0..7/],
       [[dir, '-R', 'max=0'], /invalid -R max value '0': must be in 1..1024/],
       [[dir, '-R', 'speed=3'], /invalid -R option 'speed=3'/],
+      [[dir, '--nbd', '10809', '--nbd-writeback', '2000'], /invalid --nbd-writeback value '2000': must be in 0..1024/],
+      [[dir, '--nbd', '10809', '--nbd-writeback', 'lots'], /--nbd-writeback.*expected an integer/],
     ] as Array<[string[], RegExp]>) {
       const r = run('sheep.js', args);
       assert.is(r.status, 64, `${args.join(' ')} → ${r.status} ${r.stderr}`);

@@ -17,6 +17,9 @@ import { HashPool } from '../runtime/hash-pool.js';
 import { LogCorruptedError } from '../runtime/event-log.js';
 import { formatDivergence, replayLog } from '../runtime/replay.js';
 import { parseNbdAddress, startNbdForSheep } from '../nbd/server.js';
+import { MAX_WRITE_BACK_BYTES } from '../nbd/vdi-device.js';
+
+const mibToBytes = (mib: number | undefined): number | undefined => (mib === undefined ? undefined : mib * 1024 * 1024);
 import { runSim, runSimReplay } from './sim.js';
 import { intArg, UsageError } from './args.js';
 import { isSimLog } from '../sim/sim-log.js';
@@ -45,6 +48,8 @@ export interface StartArgs {
   recovery?: { max: number; intervalMs: number };
   /** --nbd [HOST:]PORT: serve VDIs over NBD from this sheep */
   nbd?: { host: string; port: number };
+  /** --nbd-writeback MIB: per open VDI, writes acknowledged before the replicas have them (0: none) */
+  nbdWriteBackMib?: number;
 }
 
 /** Parses Sheepdog's sheep options (the subset this node supports, with its validation). */
@@ -98,6 +103,9 @@ export function parseStartArgs(argv: string[]): StartArgs {
         a.nbd = addr;
         break;
       }
+      case '--nbd-writeback':
+        a.nbdWriteBackMib = intArg('--nbd-writeback', next(), 0, MAX_WRITE_BACK_BYTES >> 20);
+        break;
       default:
         if (arg.startsWith('-')) throw new UsageError(`unknown option '${arg}'`);
         dirs.push(arg);
@@ -180,7 +188,7 @@ export async function runStart(argv: string[], invokedAs: string): Promise<numbe
   });
   if (a.recovery) sheep.recovery.throttle = { maxExecCount: a.recovery.max, intervalMs: a.recovery.intervalMs };
   await sheep.start();
-  if (a.nbd) await startNbdForSheep(sheep, { host: a.nbd.host || (a.bind === '0.0.0.0' || a.bind === '::' ? '127.0.0.1' : a.bind), port: a.nbd.port });
+  if (a.nbd) await startNbdForSheep(sheep, { host: a.nbd.host || (a.bind === '0.0.0.0' || a.bind === '::' ? '127.0.0.1' : a.bind), port: a.nbd.port }, mibToBytes(a.nbdWriteBackMib));
   if (a.pidFile) writeFileSync(a.pidFile, `${process.pid}\n`);
   const bye = () => void sheep.stop('signal').then(() => process.exit(0));
   process.on('SIGTERM', bye);
@@ -197,6 +205,7 @@ export async function runCluster(argv: string[]): Promise<number> {
   let noSync = false;
   let record: string | undefined;
   let nbdPort: number | undefined;
+  let nbdWriteBackMib: number | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--record') {
@@ -205,6 +214,7 @@ export async function runCluster(argv: string[]): Promise<number> {
     } else if (arg === '--nodes' || arg === '-N') nodes = intArg('--nodes', argv[++i], 1, 64);
     else if (arg === '--port' || arg === '-p') port = intArg('--port', argv[++i], 1, 65535);
     else if (arg === '--nbd-port') nbdPort = intArg('--nbd-port', argv[++i], 1, 65535);
+    else if (arg === '--nbd-writeback') nbdWriteBackMib = intArg('--nbd-writeback', argv[++i], 0, MAX_WRITE_BACK_BYTES >> 20);
     else if (arg === '-n' || arg === '--nosync') noSync = true;
     else if (arg.startsWith('-')) throw new UsageError(`unknown option '${arg}'`);
     else dir = arg;
@@ -221,7 +231,7 @@ export async function runCluster(argv: string[]): Promise<number> {
     await s.start();
     sheep.push(s);
   }
-  const nbd = nbdPort === undefined ? null : await startNbdForSheep(sheep[0]!, { host: '127.0.0.1', port: nbdPort });
+  const nbd = nbdPort === undefined ? null : await startNbdForSheep(sheep[0]!, { host: '127.0.0.1', port: nbdPort }, mibToBytes(nbdWriteBackMib));
   process.stdout.write(`cluster of ${nodes} sheep on 127.0.0.1:${port}-${port + nodes - 1} (stores in ${resolve(dir)}/0..${nodes - 1})\n`);
   if (nbd) process.stdout.write(`NBD exports on nbd://127.0.0.1:${nbd.port}/VDI (through sheep 127.0.0.1:${port})\n`);
   let stopping = false;
@@ -263,8 +273,8 @@ export async function runReplay(argv: string[]): Promise<number> {
 
 const USAGE = `Usage: sheep-actors <command> [options]
   start DIR [-p PORT] [-z ZONE] [-c DRIVER] [-y ADDR] [-b BIND] [-n] [-g] [-V N] [-l dir=,level=] [-P PIDFILE] [-f]
-            [-R max=N,interval=MS] [--nbd [HOST:]PORT] [--shards N] [--record FILE] [--nbd [HOST:]PORT]
-  cluster DIR [--nodes N] [--port P] [-n] [--record FILE] [--nbd-port Q]
+            [-R max=N,interval=MS] [--nbd [HOST:]PORT] [--nbd-writeback MIB] [--shards N] [--record FILE]
+  cluster DIR [--nodes N] [--port P] [-n] [--record FILE] [--nbd-port Q] [--nbd-writeback MIB]
                                               N sheep in one process (ports P.., stores DIR/i, zones i)
   sim [--seed S | --seeds A-B] [--nodes N] [--copies C] [--ops K] [--clients M]
       [--faults kill,restart,partition,disk-eio,disk-full,slow|all|none] [--record FILE] [--log FILE]

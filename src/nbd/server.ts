@@ -725,8 +725,9 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
 export async function startNbdForSheep(
   sheep: { localRequest: Parameters<typeof localTransport>[0]['localRequest']; log(level: 'info' | 'warn' | 'error' | 'debug', msg: string): void },
   spec: { host: string; port: number },
+  writeBackBytes?: number,
 ): Promise<NbdServer> {
-  return NbdServer.start({ transport: localTransport(sheep), host: spec.host, port: spec.port, log: (level, msg) => sheep.log(level, msg) });
+  return NbdServer.start({ transport: localTransport(sheep), host: spec.host, port: spec.port, writeBackBytes, log: (level, msg) => sheep.log(level, msg) });
 }
 
 /** Parses `[HOST:]PORT` (HOST may be a bracketed IPv6 address). */
