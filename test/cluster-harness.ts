@@ -86,7 +86,9 @@ export class LocalCluster {
   async startNode(i: number, extra: string[] = [], disks: string[] = []): Promise<SheepProcess> {
     const dir = join(this.baseDir, String(i));
     const port = this.basePort + i;
-    const child = spawn(process.execPath, [join(BIN, 'sheep.js'), [dir, ...disks].join(','), '-p', String(port), '-z', String(i), '-c', this.driver ?? `local:path=${this.hub}`, '-b', '127.0.0.1', '-f', ...extra], {
+    // SHEEP_NODE_FLAGS: node flags for every sheep (profiling: --cpu-prof --cpu-prof-dir=DIR)
+    const nodeFlags = (process.env.SHEEP_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+    const child = spawn(process.execPath, [...nodeFlags, join(BIN, 'sheep.js'), [dir, ...disks].join(','), '-p', String(port), '-z', String(i), '-c', this.driver ?? `local:path=${this.hub}`, '-b', '127.0.0.1', '-f', ...extra], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';

@@ -352,9 +352,13 @@ test('write-back: early acknowledgement within the window, ordered overlaps, err
   let open: () => void = () => undefined;
   let failNext = 0;
   const seen: number[] = [];
+  const ops: number[] = [];
   const gated = {
     request: async (init: Parameters<SheepClient['request']>[0], data?: Uint8Array) => {
+      ops.push(init.opcode);
       const dataWrite = (init.opcode === Op.WRITE_OBJ || init.opcode === Op.CREATE_AND_WRITE_OBJ) && init.obj && ((init.obj.oid ?? 0n) & (1n << 63n)) === 0n;
+      // a payload starting 0xEE fails at once, without waiting for the gate
+      if (dataWrite && data![0] === 0xee) return { ...(await c.request(init, data)), result: Res.EIO };
       if (dataWrite) {
         await gate;
         seen.push(data![0]!);
@@ -407,6 +411,26 @@ test('write-back: early acknowledgement within the window, ordered overlaps, err
   await dev.flush(); // reported once
   await dev.write(32 * MiB, Buffer.alloc(MiB, 9), { writeBack: true });
   assert.is(dev.stats.earlyAcks, early + 1, 'early acknowledgement resumes after the report');
+  // A flush reports only failures of writes acknowledged before it began.
+  await dev.flush();
+  close();
+  await dev.write(33 * MiB, Buffer.alloc(MiB, 1), { writeBack: true }); // held at the gate
+  const f1 = dev.flush();
+  await dev.write(34 * MiB, Buffer.alloc(MiB, 0xee), { writeBack: true }); // acknowledged, then fails
+  await new Promise((r) => setTimeout(r, 50));
+  open();
+  await f1; // covers only the first write, which landed
+  const f2 = await dev.flush().then(() => null, (e: unknown) => e);
+  assert.ok(f2 instanceof VdiDeviceError, 'the flush after the failed write reports it');
+  // A cluster flush while an acknowledged write is still on its way does not let the next FLUSH skip it.
+  close();
+  await dev.write(35 * MiB, Buffer.alloc(MiB, 2), { writeBack: true });
+  await dev.commit(); // as a FUA write elsewhere does
+  open();
+  await dev.settle();
+  ops.length = 0;
+  await dev.flush();
+  assert.ok(ops.includes(Op.FLUSH_VDI), 'the write that completed after the cluster flush is flushed');
   // A write larger than the window is acknowledged only once complete.
   close();
   let bigDone = false;
@@ -415,6 +439,28 @@ test('write-back: early acknowledgement within the window, ordered overlaps, err
   assert.not.ok(bigDone);
   open();
   await big;
+  await dev.close();
+}));
+
+test('a snapshot that is undone (its base marked, then unmarked) does not fail writes waiting on it', T(async () => {
+  const vid = await mkVdi('undone', 16 * MiB);
+  const dev = await VdiDevice.open(c, 'undone');
+  const setCtime = async (t: bigint) => {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64LE(t, 0);
+    const r = await c.request({ opcode: Op.WRITE_OBJ, obj: { oid: vidToVdiOid(vid), offset: InodeOff.snapCtime, copies: 3 } }, b);
+    assert.is(r.result, Res.SUCCESS);
+  };
+  // The base is marked as a snapshot would mark it, and no successor appears: the write that notices the
+  // mark waits; once the mark is undone it goes on in the same VDI.
+  await setCtime(1n << 32n);
+  const w = dev.write(0, Buffer.alloc(MiB, 0x55));
+  await new Promise((r) => setTimeout(r, 300));
+  await setCtime(0n);
+  await w;
+  assert.ok(dev.stats.reloads >= 1, 'the write noticed the mark');
+  assert.is(dev.vid, vid);
+  assert.ok((await readVdi(c, vid, 0, MiB)).equals(Buffer.alloc(MiB, 0x55)));
   await dev.close();
 }));
 

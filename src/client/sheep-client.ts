@@ -124,7 +124,7 @@ export class SheepClient {
       }
       const len = this.header.dataLength;
       let data: Buffer;
-      if (len >= DIRECT_BODY_BYTES && len <= (this.pending.get(this.header.id)?.want ?? 0)) {
+      if (this.body || (len >= DIRECT_BODY_BYTES && len <= (this.pending.get(this.header.id)?.want ?? 0))) {
         // A large reply is received into its own buffer as it arrives (by the kernel, when nothing else
         // is queued): one allocation, no 64 KiB pieces to collect and copy.
         this.body ??= { buf: Buffer.allocUnsafe(len), filled: 0 };

@@ -234,6 +234,8 @@ class NbdConnection {
   private inflightBytes = 0;
   private paused = false;
   private disconnecting = false;
+  /** after DISC: waiting for the writes pending then to complete before ending the connection */
+  private discSettling = false;
   private readonly handshakeTimer: NodeJS.Timeout;
   private resolveFinished!: () => void;
   readonly finished = new Promise<void>((r) => (this.resolveFinished = r));
@@ -308,7 +310,7 @@ class NbdConnection {
   }
 
   private onData(chunk: Buffer, transient: boolean): void {
-    if (this.phase === 'closed') return;
+    if (this.phase === 'closed' || this.disconnecting) return; // nothing more is kept from a client that said goodbye
     if (transient) this.inbox.pushTransient(chunk);
     else this.inbox.push(chunk);
     try {
@@ -580,7 +582,8 @@ class NbdConnection {
       let payload: Buffer | null = null;
       if (req.type === Cmd.WRITE) {
         if (!this.payload) {
-          const pooled = sharedPayloads.get(req.length);
+          // only a pooled block before the bytes arrive (a stalled client pins one, never its declared size)
+          const pooled = sharedPayloads.tryGet(req.length);
           if (pooled) this.payload = { buf: pooled, filled: 0 };
         }
         if (this.payload) {
@@ -606,11 +609,18 @@ class NbdConnection {
   }
 
   private maybeEndAfterDisc(): void {
-    if (!this.disconnecting || this.inflight > 0 || this.phase !== 'transmission') return;
+    if (!this.disconnecting || this.inflight > 0 || this.phase !== 'transmission' || this.discSettling) return;
     // Writes acknowledged early are completed before the connection ends, so a client that waits for
-    // the close (libnbd) finds its data readable by every other client, without a FLUSH.
+    // the close (libnbd) finds its data readable by every other client, without a FLUSH. Only those
+    // pending now: other connections' later writes do not hold this one open.
     if (this.device?.busy) {
-      void this.device.settle().then(() => this.maybeEndAfterDisc());
+      this.discSettling = true;
+      void this.device.settle().then(() => {
+        this.discSettling = false;
+        if (this.phase !== 'transmission') return;
+        this.socket.end();
+        this.onClose('client sent NBD_CMD_DISC');
+      });
       return;
     }
     this.socket.end();

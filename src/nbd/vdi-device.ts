@@ -209,7 +209,9 @@ export class VdiDevice {
    * The first failure of a write acknowledged early: reported by the next FLUSH, as a disk reports a
    * failed write-back. While one is pending, writes are acknowledged only once complete.
    */
-  private deferredError: Error | null = null;
+  private readonly deferredErrors: Array<{ seq: number; error: Error }> = [];
+  /** writes acknowledged early so far; a FLUSH reports failures of those begun before it only */
+  private earlySeq = 0;
   /**
    * Writes go out with Flag.WRITEBACK: the replicas may keep them in their page cache until FLUSH, as a
    * disk with a volatile write cache (NBD_FLAG_SEND_FLUSH) may. `unflushed`: some were sent since the
@@ -302,12 +304,15 @@ export class VdiDevice {
         if (r.result !== Res.SUCCESS && (r.result !== Res.NO_VDI || waited >= RELOAD_WAIT_MS)) fail(r.result, `reloading ${this.spec.name}`);
         vid = r.result === Res.SUCCESS ? r.raw.readUInt32LE(24) : failedVid;
         if (vid !== failedVid) break;
+        // The snapshot failed and was undone: our VDI is writable again; refresh its index and go on.
+        if (r.result === Res.SUCCESS && !(await this.isSnapshotInode(failedVid))) break;
         if (waited >= RELOAD_WAIT_MS) throw new VdiDeviceError(Errno.EPERM, `${this.spec.name} (vid ${vid.toString(16)}) is read-only`, Res.READONLY);
         await new Promise((r) => setTimeout(r, RELOAD_POLL_MS));
       }
       await this.loadInode(vid);
       this.stats.reloads++;
-      this.log('info', `nbd: ${this.exportName}: a snapshot was taken; continuing on vid ${vid.toString(16)} (was ${failedVid.toString(16)})`);
+      if (vid === failedVid) this.log('warn', `nbd: ${this.exportName}: a snapshot of vid ${vid.toString(16)} failed and was undone; continuing on it`);
+      else this.log('info', `nbd: ${this.exportName}: a snapshot was taken; continuing on vid ${vid.toString(16)} (was ${failedVid.toString(16)})`);
     })().finally(() => {
       this.reloading = null;
     });
@@ -449,7 +454,7 @@ export class VdiDevice {
     const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     const done = this.ordered(offset, data.length, () => this.writePieces(this.split(offset, data.length), (p) => buf.subarray(p.pos, p.pos + p.len)));
     if (opts.onSettled) void done.then(opts.onSettled, opts.onSettled);
-    const early = opts.writeBack === true && this.deferredError === null && data.length <= this.writeBackLimit;
+    const early = opts.writeBack === true && this.deferredErrors.length === 0 && data.length <= this.writeBackLimit;
     return early ? this.acknowledgeEarly(done, data.length) : done;
   }
 
@@ -469,10 +474,11 @@ export class VdiDevice {
     }
     this.writeBackBytes += length;
     this.stats.earlyAcks++;
+    const seq = ++this.earlySeq;
     void done
       .catch((e: unknown) => {
         this.log('error', `nbd: ${this.exportName}: an acknowledged write failed; the next flush reports it: ${(e as Error)?.message ?? e}`);
-        this.deferredError ??= e instanceof Error ? e : new VdiDeviceError(Errno.EIO, String(e));
+        this.deferredErrors.push({ seq, error: e instanceof Error ? e : new VdiDeviceError(Errno.EIO, String(e)) });
       })
       .finally(() => {
         this.writeBackBytes -= length;
@@ -529,7 +535,8 @@ export class VdiDevice {
           for (let i = clear[0]!; i <= clear[clear.length - 1]!; i++) span.push(i);
           await this.writeIndexRuns(vid, span, 0);
           // Made a snapshot meanwhile (its successor may have copied the entries before we cleared
-          // them): clear them in the new working VDI too. The snapshot then reads as if the discard came first.
+          // them): clear them in the new working VDI too. Until then its copied entries may name objects
+          // the cleared snapshot entries let the cluster reclaim: a discard racing a snapshot.
           if (await this.isSnapshotInode(vid)) snapshotVid = vid;
           else if (this.generation === gen) {
             for (const i of clear) this.index[i] = 0;
@@ -562,8 +569,7 @@ export class VdiDevice {
         const b = Buffer.alloc(4 * (end - start));
         for (let i = start; i < end; i++) b.writeUInt32LE(typeof value === 'number' ? value : value(i), 4 * (i - start));
         this.stats.indexWrites++;
-        this.unflushed = true;
-        const r = await this.t.request({ opcode: Op.WRITE_OBJ, flags: Flag.WRITEBACK, obj: { oid: vidToVdiOid(vid), offset: SD_INODE_DATA_VDI_ID_OFFSET + 4 * start, copies: this.header.nrCopies } }, b);
+        const r = await this.sendWrite({ opcode: Op.WRITE_OBJ, flags: Flag.WRITEBACK, obj: { oid: vidToVdiOid(vid), offset: SD_INODE_DATA_VDI_ID_OFFSET + 4 * start, copies: this.header.nrCopies } }, b);
         if (r.result !== Res.SUCCESS) fail(r.result, `updating index entries ${start}..${end - 1} of ${vid.toString(16)}`);
       }),
     );
@@ -605,9 +611,19 @@ export class VdiDevice {
     }
   }
 
-  private async writeObj(vid: number, p: Piece, data: Buffer): Promise<number> {
+  /**
+   * A writeback write (it may sit in the replicas' page cache until FLUSH_VDI). Marked unflushed when it
+   * starts and again when it completes: a cluster flush that ran meanwhile may not have covered it.
+   */
+  private async sendWrite(init: Parameters<SheepTransport['request']>[0], data: Uint8Array): Promise<SheepResponse> {
     this.unflushed = true;
-    const r = await this.t.request({ opcode: Op.WRITE_OBJ, flags: Flag.WRITEBACK, obj: { oid: vidToDataOid(vid, p.idx), offset: p.inObj, copies: this.header.nrCopies } }, data);
+    const r = await this.t.request(init, data);
+    this.unflushed = true;
+    return r;
+  }
+
+  private async writeObj(vid: number, p: Piece, data: Buffer): Promise<number> {
+    const r = await this.sendWrite({ opcode: Op.WRITE_OBJ, flags: Flag.WRITEBACK, obj: { oid: vidToDataOid(vid, p.idx), offset: p.inObj, copies: this.header.nrCopies } }, data);
     return r.result;
   }
 
@@ -632,8 +648,7 @@ export class VdiDevice {
             const cow = owner !== 0;
             if (cow) this.stats.cows++;
             else this.stats.creates++;
-            this.unflushed = true;
-            const rsp = await this.t.request(
+            const rsp = await this.sendWrite(
               {
                 opcode: Op.CREATE_AND_WRITE_OBJ,
                 flags: Flag.WRITEBACK | (cow ? Flag.CMD_COW : 0),
@@ -686,11 +701,14 @@ export class VdiDevice {
    * durable on every replica.
    */
   async flush(): Promise<void> {
+    const upTo = this.earlySeq;
     await this.settle();
-    const failed = this.deferredError;
-    if (failed) {
-      this.deferredError = null; // reported once, as fsync reports a failed write-back
-      throw failed;
+    // Failures of writes acknowledged before this flush began are reported here, once (as fsync reports
+    // a failed write-back); a later write's failure waits for a flush that covers it.
+    const mine = this.deferredErrors.filter((f) => f.seq <= upTo);
+    if (mine.length > 0) {
+      this.deferredErrors.splice(0, this.deferredErrors.length, ...this.deferredErrors.filter((f) => f.seq > upTo));
+      throw mine[0]!.error;
     }
     await this.commit();
   }

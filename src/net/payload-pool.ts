@@ -73,6 +73,19 @@ export class PayloadPool {
     if (!(minBytes > 0 && maxBytes >= minBytes && maxPoolBytes >= 0)) throw new RangeError('PayloadPool: bad limits');
   }
 
+  /**
+   * A pooled block of exactly `n` bytes, or null when `n` is outside the pooled sizes or the pool is
+   * spent: never an allocation outside the pool (for a payload whose bytes have not arrived yet).
+   */
+  tryGet(n: number): Buffer | null {
+    if (n < this.minBytes || n > this.maxBytes) return null;
+    const cap = capacityFor(n);
+    const block = this.free.get(cap)?.pop() ?? this.cutSlab(cap);
+    if (!block) return null;
+    this.slabs.get(block.buffer)!.idle[block.byteOffset / cap] = false;
+    return block.subarray(0, n);
+  }
+
   /** A buffer of exactly `n` bytes (contents undefined), or null when `n` is below the pooled size. */
   get(n: number): Buffer | null {
     if (n < this.minBytes) return null;

@@ -91,7 +91,9 @@ function serveConnection(socket: Socket, hooks: ServerHooks): void {
             socket.destroy();
             return;
           }
-          const pooled = payloads.get(header.dataLength);
+          // Only a pooled block is taken before the bytes arrive: a client that declares a payload and
+          // stalls pins at most one block, never an allocation of its declared size.
+          const pooled = payloads.tryGet(header.dataLength);
           if (pooled) payload = { buf: pooled, filled: 0 };
         }
       }
