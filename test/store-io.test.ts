@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ByteQueue } from '../src/net/byte-queue.js';
 import { isDirectAligned, PayloadPool } from '../src/net/payload-pool.js';
-import { ObjectStore, StoreError } from '../src/store/object-store.js';
+import { ObjectStore, StoreError, storeFiles } from '../src/store/object-store.js';
 import { removeDir, tempDir, timed } from './helpers.js';
 import { decodeUnverified, encodeUnverified, readUnverifiedFile, writeUnverifiedFile } from '../src/node/cluster-state.js';
 import { closeSync, constants as fsConstants, existsSync, openSync } from 'node:fs';
@@ -106,12 +106,32 @@ function alignedPayload(pool: PayloadPool, n: number, fill: number): Buffer {
   return b.fill(fill);
 }
 
-test('ObjectStore O_DIRECT: large aligned writes bypass the page cache and stay coherent with buffered ones', timed(async () => {
+test('ObjectStore O_DIRECT: large aligned writes bypass the page cache and stay coherent with buffered ones', timed(() => directCoherence(false)));
+
+test('ObjectStore on a filesystem that refuses O_DIRECT (EINVAL at open): every write and read goes buffered, same bytes', timed(async () => {
+  const realOpen = storeFiles.open;
+  let refused = 0;
+  storeFiles.open = (path, flags, mode) => {
+    if (flags & fsConstants.O_DIRECT) {
+      refused++;
+      return Promise.reject(Object.assign(new Error(`EINVAL: invalid argument, open '${path}'`), { code: 'EINVAL' }));
+    }
+    return realOpen(path, flags, mode);
+  };
+  try {
+    await directCoherence(true);
+    assert.is(refused, 1, 'the first refusal turns O_DIRECT off for good');
+  } finally {
+    storeFiles.open = realOpen;
+  }
+}));
+
+async function directCoherence(refusing: boolean): Promise<void> {
   const dir = tempDir('sheep-store-direct-');
   const pool = new PayloadPool(4096, 4 << 20, 32 << 20);
   try {
-    const direct = acceptsDirect(dir);
-    if (!direct) console.log('!! the filesystem of the temporary folder refuses O_DIRECT: only the buffered fallback is checked here');
+    const direct = !refusing && acceptsDirect(dir);
+    if (!direct && !refusing) console.log('!! the filesystem of the temporary folder refuses O_DIRECT: only the buffered fallback is checked here');
     const store = new ObjectStore(dir);
     await store.init();
     const oid = 0x00abcdef00000003n;
@@ -146,7 +166,7 @@ test('ObjectStore O_DIRECT: large aligned writes bypass the page cache and stay 
   } finally {
     removeDir(dir);
   }
-}));
+}
 
 async function assertNoObj(p: Promise<unknown>): Promise<void> {
   try {

@@ -39,7 +39,8 @@ export function oidHex(key: bigint): string {
   return keyName(key);
 }
 
-const p = {
+/** The file calls of the store. A test replaces `open` to act out a filesystem that refuses O_DIRECT. */
+export const storeFiles = {
   open: (path: string, flags: number, mode = 0o644) =>
     new Promise<number>((res, rej) => open(path, flags, mode, (e, fd) => (e ? rej(e) : res(fd)))),
   close: (fd: number) => new Promise<void>((res, rej) => close(fd, (e) => (e ? rej(e) : res()))),
@@ -51,6 +52,7 @@ const p = {
   fdatasync: (fd: number) => new Promise<void>((res, rej) => fdatasync(fd, (e) => (e ? rej(e) : res()))),
   ftruncate: (fd: number, len: number) => new Promise<void>((res, rej) => ftruncate(fd, len, (e) => (e ? rej(e) : res()))),
 };
+const p = storeFiles;
 
 function mapFsError(err: unknown, what: string): StoreError {
   const code = (err as NodeJS.ErrnoException)?.code;
