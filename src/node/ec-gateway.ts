@@ -154,7 +154,7 @@ async function alignedPayload(sheep: Sheep, oid: bigint, ec: EcParams, data: Uin
 async function writeStrip(sheep: Sheep, node: SdNode, oid: bigint, ec: EcParams, i: number, strip: Uint8Array, stripOff: number, create: boolean, epoch: number): Promise<{ result: number; moved: boolean }> {
   if (sheep.isSelf(node)) {
     const key = stripKey(oid, i);
-    return { result: await writeHere(sheep, key, sheep.storeSizeOf(key), strip, stripOff, create), moved: false };
+    return { result: await writeHere(sheep, key, sheep.storeSizeOf(key), strip, stripOff, create, {}, epoch), moved: false };
   }
   const opcode = create ? Op.CREATE_AND_WRITE_PEER : Op.WRITE_PEER;
   const rsp = await peerRequest(sheep, node, { opcode, obj: { oid, offset: stripOff, ecIndex: i, copies: ec.d + ec.p, copyPolicy: ecPolicy(ec.d, ec.p) } }, strip);

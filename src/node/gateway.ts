@@ -136,7 +136,7 @@ export async function gatewayWrite(sheep: Sheep, oid: bigint, data: Uint8Array, 
     let moved = false;
     const results = await Promise.all(
       replicas.map(async (node) => {
-        if (sheep.isSelf(node)) return writeHere(sheep, oid, size, data, offset, create, { writeback });
+        if (sheep.isSelf(node)) return writeHere(sheep, oid, size, data, offset, create, { writeback }, epoch);
         const rsp = await peerRequest(sheep, node, { opcode: create ? Op.CREATE_AND_WRITE_PEER : Op.WRITE_PEER, flags: writeback ? Flag.WRITEBACK : 0, obj: { oid, offset, copies } }, data);
         if (typeof rsp !== 'number' && rsp.epoch > epoch) moved = true;
         return typeof rsp === 'number' ? rsp : rsp.result;
@@ -146,14 +146,20 @@ export async function gatewayWrite(sheep: Sheep, oid: bigint, data: Uint8Array, 
   });
 }
 
-/** This node's part of a write: `key` (an object or an EC strip) created or overwritten; a result code. */
-export async function writeHere(sheep: Sheep, key: bigint, size: number, data: Uint8Array, offset: number, create: boolean, opts: WriteOptions = {}): Promise<number> {
+/**
+ * This node's part of a write: `key` (an object or an EC strip) created or overwritten; a result code.
+ * `epoch`: the epoch the write was placed at; if waiting for recovery outlasts it, the write is not made
+ * here (OLD_NODE_VER, as a peer answers) and the gateway places it again.
+ */
+export async function writeHere(sheep: Sheep, key: bigint, size: number, data: Uint8Array, offset: number, create: boolean, opts: WriteOptions = {}, epoch = sheep.epoch): Promise<number> {
   try {
     if (create) {
       await sheep.recovery.supersede(key);
+      if (sheep.epoch !== epoch) return Res.OLD_NODE_VER;
       await sheep.store.create(key, size, data, offset, opts);
     } else {
       await sheep.recovery.waitFor(key);
+      if (sheep.epoch !== epoch) return Res.OLD_NODE_VER;
       await sheep.store.write(key, data, offset, opts);
     }
     return Res.SUCCESS;

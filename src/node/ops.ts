@@ -193,6 +193,9 @@ async function dispatch(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<R
       } else if (req.opcode === Op.CREATE_AND_WRITE_PEER) {
         if (sheep.vidGc) await sheep.vidGc; // a reused vid: its old family's objects go first
         await sheep.recovery.supersede(key);
+        // Waiting (for a vid's old objects, or the next epoch's list) may outlast the epoch: a create landing
+        // then would leave a copy on a node that no longer owns it, after its recovery set such copies aside.
+        if (req.epoch !== sheep.epoch) return rsp({ result: Res.OLD_NODE_VER }); // moved on while waiting
         await sheep.store.create(key, sheep.storeSizeOf(key), req.data, o.offset, { writeback: (req.flags & Flag.WRITEBACK) !== 0 });
       } else {
         await sheep.recovery.waitFor(key);
