@@ -696,11 +696,19 @@ async function delVdi(sheep: Sheep, req: IncomingRequest, rsp: Rsp): Promise<Rep
   // on some inode replicas only, with the VDI not deleted: the client's retry could then find no VDI by
   // that name (simulator seeds 27 and 63). Now every node, applying the delete, wipes its own copy of an
   // empty inode's header (Sheep.sweepDeletedData), and this wipe through the gateway is a courtesy.
+  // As upstream's delete_one(), the wipe also zeroes the index (the entries the VDI's size bounds), not the
+  // header alone: the index is read from one replica, and a zeroing write whose gateway died part-way can
+  // have reached only some replicas, the client's retry reading a zeroed copy and repeating nothing. A
+  // header-only wipe left the other replicas' entries set for good (found by the simulator, seed 125).
   await sheep.clusterOp(async (seq) => ({ msg: { op: 'del_vdi', origin: sheep.selfId, seq, vid: found.vid } }));
   const oid = vidToVdiOid(found.vid);
   try {
-    const index = await gatewayRead(sheep, oid, SD_INODE_DATA_VDI_ID_OFFSET, 4 * 2 ** 20);
-    if (index.every((b) => b === 0)) await gatewayWrite(sheep, oid, Buffer.alloc(SD_INODE_HEADER_SIZE), 0, false);
+    const inode = await gatewayRead(sheep, oid, 0, SD_INODE_DATA_VDI_ID_OFFSET + 4 * 2 ** 20);
+    if (inode.subarray(SD_INODE_DATA_VDI_ID_OFFSET).every((b) => b === 0)) {
+      const header = decodeInodeHeader(inode);
+      const entries = Math.min(2 ** 20, Math.ceil(Number(header.vdiSize) / 2 ** (header.blockSizeShift || SD_DEFAULT_BLOCK_SIZE_SHIFT)));
+      await gatewayWrite(sheep, oid, Buffer.alloc(SD_INODE_DATA_VDI_ID_OFFSET + 4 * entries), 0, false);
+    }
   } catch (err) {
     sheep.log('warn', `delete of ${found.vid.toString(16)}: wiping its inode header failed (${(err as Error).message}); the nodes wipe their own copies`);
   }
