@@ -47,25 +47,16 @@ export class ByteQueue {
   take(n: number, into?: Buffer): Buffer {
     if (n === 0) return Buffer.alloc(0);
     if (into && into.length !== n) throw new RangeError(`take(${n}): target buffer holds ${into.length} bytes`);
+    if (n > this.length) throw new RangeError(`take(${n}): only ${this.length} bytes queued`);
     const first = this.chunks[0]!;
-    let out: Buffer;
     if (first.length >= n && !into && first.buffer !== this.transient) {
-      out = first.subarray(0, n);
       if (first.length === n) this.chunks.shift();
       else this.chunks[0] = first.subarray(n);
-    } else {
-      out = into ?? Buffer.allocUnsafe(n);
-      let off = 0;
-      while (off < n) {
-        const c = this.chunks[0]!;
-        const k = Math.min(c.length, n - off);
-        c.copy(out, off, 0, k);
-        off += k;
-        if (k === c.length) this.chunks.shift();
-        else this.chunks[0] = c.subarray(k);
-      }
+      this.length -= n;
+      return first.subarray(0, n);
     }
-    this.length -= n;
+    const out = into ?? Buffer.allocUnsafe(n);
+    this.fill(out, 0);
     return out;
   }
 
