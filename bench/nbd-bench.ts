@@ -84,7 +84,7 @@ export async function runNbdBench(emit: (o: object) => void): Promise<void> {
     const outFile = join(dir, 'out.raw');
     const dropOut = () => rmSync(outFile, { force: true });
     // Each case runs ours, nbdkit, nbdkit, ours and keeps each side's best: neither side always goes
-    // first. The untimed warm-up pays this VM's first touch of page-cache pages for the output file
+    // first; each run starts after a sync. The untimed warm-up pays this VM's first touch of page-cache pages for the output file
     // (seconds per GiB), which would otherwise fall on whichever side ran first.
     timed('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', theirs, outFile]);
     dropOut();
@@ -93,6 +93,9 @@ export async function runNbdBench(emit: (o: object) => void): Promise<void> {
       let first = 0;
       for (const side of ['ours', 'nbdkit', 'nbdkit', 'ours'] as const) {
         const [cmd, a] = args(side === 'ours' ? ours : theirs);
+        // The previous run's dirty pages (an output file, or its deletion) are written back first: that
+        // writeback would compete with whichever side reads the disk next (ours; nbdkit reads its cache).
+        spawnSync('sync');
         const took = timed(cmd, a);
         first ||= took;
         t[side] = Math.min(t[side], took);
