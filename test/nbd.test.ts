@@ -338,9 +338,8 @@ test('a snapshot racing acknowledged, unflushed writes loses none of them in the
     const snap = await readVdi(c, oldVid, 0, 8 * MiB);
     for (const obj of [0, 1]) {
       const got = snap.subarray(obj * 4 * MiB, (obj + 1) * 4 * MiB);
-      const withA = expect.subarray(0, 8 * MiB).subarray(obj * 4 * MiB, (obj + 1) * 4 * MiB);
       const a = Buffer.concat([A, Buffer.alloc(2 * MiB)]).subarray(obj * 4 * MiB, (obj + 1) * 4 * MiB);
-      assert.ok(got.equals(a) || got.equals(Buffer.alloc(4 * MiB)), `round ${round}: snapshot object ${obj} is neither A nor empty (B leaked: ${got.includes(0x42)}, ${withA.length})`);
+      assert.ok(got.equals(a) || got.equals(Buffer.alloc(4 * MiB)), `round ${round}: snapshot object ${obj} is neither A nor empty (B leaked: ${got.includes(0x42)})`);
     }
   }
 }));

@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import { randomBytes } from 'node:crypto';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { ByteQueue } from '../src/net/byte-queue.js';
-import { readSocket, socketReaderStats } from '../src/net/socket-reader.js';
+import { Incoming, readFramed, socketReaderStats } from '../src/net/socket-reader.js';
 
 test('ByteQueue: transient chunks are copied when taken or kept, never referenced', () => {
   const q = new ByteQueue();
@@ -28,35 +28,22 @@ test('ByteQueue: transient chunks are copied when taken or kept, never reference
   assert.is(q.take(3).buffer, owned.buffer);
 });
 
-/** A framed echo-free sink: 4-byte big-endian length, then that many bytes, landed directly when possible. */
+/** A framed sink: 4-byte big-endian length, then that many bytes, landed directly when possible. */
 function frameSink(socket: Socket, onFrame: (b: Buffer) => void): boolean {
   const q = new ByteQueue();
-  let body: { buf: Buffer; filled: number } | null = null;
+  let body: Incoming | null = null;
   const parse = () => {
     for (;;) {
       if (!body) {
         if (q.length < 4) return;
-        body = { buf: Buffer.alloc(q.take(4).readUInt32BE(0)), filled: 0 };
+        body = new Incoming(Buffer.alloc(q.take(4).readUInt32BE(0)));
       }
-      body.filled += q.fill(body.buf, body.filled);
-      if (body.filled < body.buf.length) return;
+      if (!body.fillFrom(q)) return;
       onFrame(body.buf);
       body = null;
     }
   };
-  return readSocket(socket, {
-    bytes(chunk, transient) {
-      if (transient) q.pushTransient(chunk);
-      else q.push(chunk);
-      parse();
-      q.keep();
-    },
-    direct: () => (body && q.length === 0 ? body.buf.subarray(body.filled) : null),
-    landed(n) {
-      body!.filled += n;
-      parse();
-    },
-  });
+  return readFramed(socket, q, parse, () => body);
 }
 
 async function roundTrip(mode: 'reuse' | 'node'): Promise<{ serverReused: boolean; clientReused: boolean }> {

@@ -1,6 +1,6 @@
 // A Sheepdog wire-protocol client: one TCP connection, many requests in flight, answers matched by id.
 // Used by dog, the peer connections between sheep, the tests and the benchmarks.
-import { readSocket } from '../net/socket-reader.js';
+import { Incoming, readFramed } from '../net/socket-reader.js';
 import { tickCorkedWriter, type CorkedWriter } from '../net/tick-cork.js';
 import { connect, type Socket } from 'node:net';
 import { SD_HEADER_SIZE } from '../proto/constants.js';
@@ -33,7 +33,7 @@ export class SheepClient {
   private readonly inbox = new ByteQueue();
   private header: (RspHeader & { raw: Buffer }) | null = null;
   /** the current reply's data when it is large, filled as it arrives */
-  private body: { buf: Buffer; filled: number } | null = null;
+  private body: Incoming | null = null;
   private closedError: Error | null = null;
   private readonly send: CorkedWriter;
 
@@ -43,19 +43,7 @@ export class SheepClient {
   ) {
     socket.setNoDelay(true);
     this.send = tickCorkedWriter(socket);
-    readSocket(socket, {
-      bytes: (chunk, transient) => {
-        if (transient) this.inbox.pushTransient(chunk);
-        else this.inbox.push(chunk);
-        this.parse();
-        this.inbox.keep();
-      },
-      direct: () => (this.body && this.inbox.length === 0 ? this.body.buf.subarray(this.body.filled) : null),
-      landed: (n) => {
-        this.body!.filled += n;
-        this.parse();
-      },
-    });
+    readFramed(socket, this.inbox, () => this.parse(), () => this.body);
     socket.on('error', (err) => this.fail(new ConnectionError(address, `connection to ${address} failed: ${err.message}`)));
     socket.on('close', () => this.fail(new ConnectionError(address, `connection to ${address} closed`)));
   }
@@ -127,9 +115,8 @@ export class SheepClient {
       if (this.body || (len >= DIRECT_BODY_BYTES && len <= (this.pending.get(this.header.id)?.want ?? 0))) {
         // A large reply is received into its own buffer as it arrives (by the kernel, when nothing else
         // is queued): one allocation, no 64 KiB pieces to collect and copy.
-        this.body ??= { buf: Buffer.allocUnsafe(len), filled: 0 };
-        this.body.filled += this.inbox.fill(this.body.buf, this.body.filled);
-        if (this.body.filled < len) return;
+        this.body ??= new Incoming(Buffer.allocUnsafe(len));
+        if (!this.body.fillFrom(this.inbox)) return;
         data = this.body.buf;
         this.body = null;
       } else {

@@ -2,7 +2,7 @@
 // handshake, structured replies, base:allocation block status, multi-conn). Each export is a
 // VdiDevice (QEMU sheepdog driver semantics) shared by all connections to it. Protocol:
 // NetworkBlockDevice doc/proto.md; what real clients send: /work/shared/notes/nbd-clients.md.
-import { readSocket } from '../net/socket-reader.js';
+import { Incoming, readFramed } from '../net/socket-reader.js';
 import { tickCorkedWriter, type CorkedWriter } from '../net/tick-cork.js';
 import { ByteQueue } from '../net/byte-queue.js';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
@@ -229,7 +229,7 @@ class NbdConnection {
   private current: NbdRequest | null = null;
   private discardLeft = 0;
   /** the current WRITE's payload when it lands in a pooled buffer, filled as bytes arrive */
-  private payload: { buf: Buffer; filled: number } | null = null;
+  private payload: Incoming | null = null;
   private inflight = 0;
   private inflightBytes = 0;
   private paused = false;
@@ -249,14 +249,8 @@ class NbdConnection {
   ) {
     this.peer = `${socket.remoteAddress}:${socket.remotePort}`;
     this.write = tickCorkedWriter(socket);
-    readSocket(socket, {
-      bytes: (chunk, transient) => this.onData(chunk, transient),
-      direct: () => (this.payload && this.inbox.length === 0 && this.phase === 'transmission' ? this.payload.buf.subarray(this.payload.filled) : null),
-      landed: (n) => {
-        this.payload!.filled += n;
-        this.pump();
-      },
-    });
+    // Nothing more is kept from a client that said goodbye.
+    readFramed(socket, this.inbox, () => this.consume(), () => this.payload, () => this.phase !== 'closed' && !this.disconnecting);
     socket.on('error', (err) => this.onClose(err.message));
     socket.on('close', () => this.onClose('connection closed'));
     this.handshakeTimer = setTimeout(() => this.destroy('handshake timed out'), server.opts.handshakeTimeoutMs ?? 60_000);
@@ -307,17 +301,6 @@ class NbdConnection {
       this.server.release(this.exportName);
     }
     this.resolveFinished();
-  }
-
-  private onData(chunk: Buffer, transient: boolean): void {
-    if (this.phase === 'closed' || this.disconnecting) return; // nothing more is kept from a client that said goodbye
-    if (transient) this.inbox.pushTransient(chunk);
-    else this.inbox.push(chunk);
-    try {
-      this.consume();
-    } finally {
-      this.inbox.keep();
-    }
   }
 
   private consume(): void {
@@ -584,11 +567,10 @@ class NbdConnection {
         if (!this.payload) {
           // only a pooled block before the bytes arrive (a stalled client pins one, never its declared size)
           const pooled = sharedPayloads.tryGet(req.length);
-          if (pooled) this.payload = { buf: pooled, filled: 0 };
+          if (pooled) this.payload = new Incoming(pooled);
         }
         if (this.payload) {
-          this.payload.filled += this.inbox.fill(this.payload.buf, this.payload.filled);
-          if (this.payload.filled < req.length) return;
+          if (!this.payload.fillFrom(this.inbox)) return;
           payload = this.payload.buf;
           this.payload = null;
         } else {

@@ -206,8 +206,9 @@ export class VdiDevice {
   private writeBackBytes = 0;
   private readonly roomWaiters: Array<() => void> = [];
   /**
-   * The first failure of a write acknowledged early: reported by the next FLUSH, as a disk reports a
-   * failed write-back. While one is pending, writes are acknowledged only once complete.
+   * Failures of writes acknowledged early, by their sequence number: each reported once, by the first
+   * FLUSH begun after the write, as a disk reports a failed write-back. While any is unreported, writes
+   * are acknowledged only once complete.
    */
   private readonly deferredErrors: Array<{ seq: number; error: Error }> = [];
   /** writes acknowledged early so far; a FLUSH reports failures of those begun before it only */
@@ -705,10 +706,11 @@ export class VdiDevice {
     await this.settle();
     // Failures of writes acknowledged before this flush began are reported here, once (as fsync reports
     // a failed write-back); a later write's failure waits for a flush that covers it.
-    const mine = this.deferredErrors.filter((f) => f.seq <= upTo);
-    if (mine.length > 0) {
-      this.deferredErrors.splice(0, this.deferredErrors.length, ...this.deferredErrors.filter((f) => f.seq > upTo));
-      throw mine[0]!.error;
+    const mine = this.deferredErrors.findIndex((f) => f.seq <= upTo);
+    if (mine >= 0) {
+      const { error } = this.deferredErrors[mine]!;
+      for (let i = this.deferredErrors.length - 1; i >= 0; i--) if (this.deferredErrors[i]!.seq <= upTo) this.deferredErrors.splice(i, 1);
+      throw error;
     }
     await this.commit();
   }

@@ -89,12 +89,7 @@ export class PayloadPool {
   /** A buffer of exactly `n` bytes (contents undefined), or null when `n` is below the pooled size. */
   get(n: number): Buffer | null {
     if (n < this.minBytes) return null;
-    if (n > this.maxBytes) return Buffer.allocUnsafeSlow(n);
-    const cap = capacityFor(n);
-    const block = this.free.get(cap)?.pop() ?? this.cutSlab(cap);
-    if (!block) return Buffer.allocUnsafeSlow(n);
-    this.slabs.get(block.buffer)!.idle[block.byteOffset / cap] = false;
-    return block.subarray(0, n);
+    return this.tryGet(n) ?? Buffer.allocUnsafeSlow(n);
   }
 
   /** Gives back a buffer from get(); the caller must hold no reference to it afterwards. */

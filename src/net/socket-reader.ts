@@ -8,6 +8,7 @@
 // given one, so the slots Node's Socket constructor fills from `onread` are filled here, found by their
 // symbol descriptions. Where they are missing (another Node version), 'data' events are used instead.
 import type { Socket } from 'node:net';
+import type { ByteQueue } from './byte-queue.js';
 
 export interface SocketSink {
   /**
@@ -84,4 +85,44 @@ export function readSocket(socket: Socket, sink: SocketSink): boolean {
   };
   (socket as unknown as { _handle: { useUserBuffer(b: Buffer): void } })._handle.useUserBuffer(first);
   return true;
+}
+
+/** A payload being received into its own buffer: from the queue, or directly by the kernel. */
+export class Incoming {
+  filled = 0;
+  constructor(readonly buf: Buffer) {}
+
+  /** Moves queued bytes in; true once the buffer is full. */
+  fillFrom(q: ByteQueue): boolean {
+    this.filled += q.fill(this.buf, this.filled);
+    return this.filled === this.buf.length;
+  }
+}
+
+/**
+ * readSocket for a framed protocol: bytes are queued on `q` and `parse` consumes what it can; while
+ * `body()` names a payload being received and nothing else is queued, the kernel reads straight into
+ * it. While `accept()` is false, bytes are dropped (a connection on its way out).
+ */
+export function readFramed(socket: Socket, q: ByteQueue, parse: () => void, body: () => Incoming | null, accept: () => boolean = () => true): boolean {
+  return readSocket(socket, {
+    bytes(chunk, transient) {
+      if (!accept()) return;
+      if (transient) q.pushTransient(chunk);
+      else q.push(chunk);
+      try {
+        parse();
+      } finally {
+        q.keep();
+      }
+    },
+    direct() {
+      const b = body();
+      return b && q.length === 0 && accept() ? b.buf.subarray(b.filled) : null;
+    },
+    landed(n) {
+      body()!.filled += n;
+      parse();
+    },
+  });
 }

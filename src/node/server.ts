@@ -8,7 +8,7 @@ import { decodeReqHeader, type ReqHeader } from '../proto/header.js';
 import { ByteQueue } from '../net/byte-queue.js';
 import { sharedPayloads as payloads } from '../net/payload-pool.js';
 import { tickCorkedWriter } from '../net/tick-cork.js';
-import { readSocket } from '../net/socket-reader.js';
+import { Incoming, readFramed } from '../net/socket-reader.js';
 
 export interface IncomingRequest extends ReqHeader {
   readonly raw: Buffer;
@@ -77,7 +77,7 @@ function serveConnection(socket: Socket, hooks: ServerHooks): void {
   // nothing else is queued), returned once the request is answered: by then every peer the gateway
   // forwarded it to has replied, so it has been sent in full (peer connections have no request
   // timeout; a failed one is destroyed, which ends its writes).
-  let payload: { buf: Buffer; filled: number } | null = null;
+  let payload: Incoming | null = null;
   const parse = () => {
     for (;;) {
       if (!header) {
@@ -94,13 +94,12 @@ function serveConnection(socket: Socket, hooks: ServerHooks): void {
           // Only a pooled block is taken before the bytes arrive: a client that declares a payload and
           // stalls pins at most one block, never an allocation of its declared size.
           const pooled = payloads.tryGet(header.dataLength);
-          if (pooled) payload = { buf: pooled, filled: 0 };
+          if (pooled) payload = new Incoming(pooled);
         }
       }
       let data: Buffer;
       if (payload) {
-        payload.filled += inbox.fill(payload.buf, payload.filled);
-        if (payload.filled < payload.buf.length) return;
+        if (!payload.fillFrom(inbox)) return;
         data = payload.buf;
       } else {
         const len = header.flags & Flag.CMD_WRITE ? header.dataLength : 0;
@@ -114,20 +113,7 @@ function serveConnection(socket: Socket, hooks: ServerHooks): void {
       dispatch(req, pooled);
     }
   };
-  readSocket(socket, {
-    bytes(chunk, transient) {
-      if (socket.destroyed) return;
-      if (transient) inbox.pushTransient(chunk);
-      else inbox.push(chunk);
-      parse();
-      inbox.keep();
-    },
-    direct: () => (payload && inbox.length === 0 && !socket.destroyed ? payload.buf.subarray(payload.filled) : null),
-    landed(n) {
-      payload!.filled += n;
-      parse();
-    },
-  });
+  readFramed(socket, inbox, parse, () => payload, () => !socket.destroyed);
   socket.on('error', () => socket.destroy());
   socket.once('close', () => {
     if (payload) payloads.release(payload.buf); // a payload cut short: the socket reads no more into it
