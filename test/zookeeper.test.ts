@@ -376,6 +376,24 @@ zkTest('SIGSTOP past the timeout: declared gone; on SIGCONT it notices and rejoi
   }
 }));
 
+zkTest('a connection cut in the middle of a reply: the client reconnects to its session instead of crashing', T(20_000, async () => {
+  const client = await connectClient(zk.connectString);
+  try {
+    const manager = (client as unknown as { connectionManager: { pendingBuffer: Buffer | null; socket: { destroy(): void } } }).connectionManager;
+    const session = client.getSessionId().toString('hex');
+    // The first 3 bytes of a reply arrived, then the connection broke.
+    manager.pendingBuffer = Buffer.from([0, 0, 0]);
+    const reconnected = new Promise<void>((r) => client.once('connected', () => r()));
+    manager.socket.destroy();
+    await reconnected;
+    assert.is(client.getSessionId().toString('hex'), session, 'the same session');
+    const exists = await new Promise<boolean>((res, rej) => client.exists('/', (e, stat) => (e ? rej(e) : res(!!stat))));
+    assert.ok(exists, 'requests work on the new connection');
+  } finally {
+    client.close();
+  }
+}));
+
 zkTest('connection loss (same session): resent appends are deduplicated, order holds', T(40_000, async () => {
   const b = base();
   const proxy = await TcpProxy.start(zk.port);

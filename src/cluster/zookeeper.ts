@@ -533,7 +533,7 @@ export class ZooKeeperDriver implements ClusterDriver {
   }
 
   private async connect(gen: number): Promise<Client> {
-    const client = zookeeper.createClient(this.opts.connect, { sessionTimeout: this.sessionTimeoutMs, spinDelay: 200, retries: 0 });
+    const client = createZkClient(this.opts.connect, this.sessionTimeoutMs);
     this.client = client;
     let connectedOnce = false;
     const up = new Promise<void>((resolve, reject) => {
@@ -987,9 +987,28 @@ export class ZooKeeperDriver implements ClusterDriver {
   }
 }
 
+/**
+ * A node-zookeeper-client client that survives a connection cut in the middle of a reply. The library
+ * keeps the partial reply (`pendingBuffer`) across reconnects and parses it in front of the next
+ * connection's first bytes; that throws out of a socket handler and kills the process (seen once in CI:
+ * "offset: 4 is out of buffer range" after a proxy cut). Each connection attempt starts empty here.
+ */
+export function createZkClient(connect: string, sessionTimeoutMs: number): Client {
+  const client = zookeeper.createClient(connect, { sessionTimeout: sessionTimeoutMs, spinDelay: 200, retries: 0 });
+  const manager = (client as unknown as { connectionManager?: { pendingBuffer: Buffer | null; connect(): void } }).connectionManager;
+  if (manager && typeof manager.connect === 'function' && 'pendingBuffer' in manager) {
+    const connectOnce = manager.connect;
+    manager.connect = function (this: typeof manager) {
+      this!.pendingBuffer = null;
+      return connectOnce.call(this);
+    };
+  }
+  return client;
+}
+
 /** Connects a throwaway client (for tests and tools); the caller closes it. */
 export async function connectClient(connect: string, sessionTimeoutMs = DEFAULT_ZK_SESSION_TIMEOUT_MS, timeoutMs = 10_000): Promise<Client> {
-  const client = zookeeper.createClient(connect, { sessionTimeout: sessionTimeoutMs, spinDelay: 200, retries: 0 });
+  const client = createZkClient(connect, sessionTimeoutMs);
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => {
       client.close();
